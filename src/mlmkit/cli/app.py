@@ -1,0 +1,36 @@
+"""The ``mlmkit`` command line. Each command lives in its own module; heavy imports are lazy."""
+
+from __future__ import annotations
+
+import typer
+
+from mlmkit import __version__
+from mlmkit.cli import masking
+from mlmkit.cli.pretrain import pretrain_command
+
+app = typer.Typer(
+    name="mlmkit",
+    help="Masked language modeling on the Hugging Face stack: pretrain, finetune, fill-mask.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.command("pretrain")(pretrain_command)
+app.add_typer(masking.app, name="masking")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mlmkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """Masked language modeling on the Hugging Face stack."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

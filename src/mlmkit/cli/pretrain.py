@@ -1,0 +1,39 @@
+"""``mlmkit pretrain``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import typer
+from rich.table import Table
+
+from mlmkit.cli.common import err_console, out_console, print_json, quiet_libraries, user_errors
+
+
+@user_errors
+def pretrain_command(
+    overrides: list[str] = typer.Argument(None, help="Config overrides, e.g. train.max_steps=200 masking.name=random."),
+    recipe: str = typer.Option(None, "--recipe", "-r", help="Recipe YAML path or packaged recipe name."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Continue MLM pre-training of an encoder (default: the packaged MiniLM on the packaged tweets)."""
+    from mlmkit.config import PretrainConfig, load_config
+    from mlmkit.training.pretrain import pretrain
+
+    cfg = load_config(PretrainConfig, recipe, overrides or [], kind="pretrain")
+    quiet_libraries()
+    result = pretrain(cfg, console=err_console)
+    if as_json:
+        print_json(asdict(result))
+        return
+    table = Table(title=f"held-out MLM metrics (fixed 15% random masks) — {result.output_dir}")
+    table.add_column("metric")
+    table.add_column("before", justify="right")
+    table.add_column("after", justify="right")
+    table.add_row("masked-token accuracy", f"{result.before['masked_accuracy']:.4f}",
+                  f"{result.after['masked_accuracy']:.4f}")
+    table.add_row("perplexity", f"{result.before['perplexity']:,.2f}", f"{result.after['perplexity']:,.2f}")
+    table.add_row("eval loss", f"{result.before['eval_loss']:.4f}", f"{result.after['eval_loss']:.4f}")
+    out_console.print(table)
+    out_console.print(f"{result.steps} steps in {result.train_seconds:.1f} s "
+                      f"({result.tokens_per_second:,.0f} tokens/s); model saved to {result.output_dir}")

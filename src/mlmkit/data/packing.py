@@ -1,0 +1,99 @@
+"""Tokenize documents and pack them into fixed-length blocks.
+
+Documents are tokenized with their special tokens, concatenated and cut into blocks
+of ``block_size`` tokens. Unlike ``run_mlm.py``'s ``group_texts`` the remainder of each
+chunk of documents is kept as one shorter block (padded at collate time), so no token
+is lost. Per-token features travel with the tokens: ``word_ids`` always (from the fast
+tokenizer, so whole-word strategies work for WordPiece, byte-level BPE and Unigram alike),
+plus whatever the masking strategy computes once here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlmkit.errors import UserError
+
+#: features that identify groups of tokens; offset per document so ids stay unique in a block
+GROUP_FEATURES = ("word_ids",)
+#: documents per packing chunk: at most one short block per chunk
+PACK_CHUNK = 2000
+
+
+def word_ids_of(encodings: Any, index: int, input_ids: list[int], special_ids: set[int]) -> list[int]:
+    """Word index of each token of document ``index`` (-1 for special tokens)."""
+    if getattr(encodings, "is_fast", False) or hasattr(encodings, "word_ids"):
+        try:
+            words = encodings.word_ids(index)
+            return [-1 if w is None else int(w) for w in words]
+        except (ValueError, AttributeError):
+            pass
+    # slow tokenizers: every ordinary token is its own word
+    return [-1 if t in special_ids else i for i, t in enumerate(input_ids)]
+
+
+def tokenize_corpus(dataset, tokenizer, strategy=None, num_proc: int | None = None):
+    """Tokenize the ``text`` column into ``input_ids``, ``word_ids`` and strategy features."""
+    from transformers.utils import logging as hf_logging
+
+    special_ids = set(tokenizer.all_special_ids)
+    wants_offsets = bool(strategy is not None and strategy.features)
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        encodings = tokenizer(
+            batch["text"], add_special_tokens=True, truncation=False,
+            return_offsets_mapping=wants_offsets and tokenizer.is_fast, verbose=False,
+        )
+        out = {"input_ids": encodings["input_ids"]}
+        out["word_ids"] = [word_ids_of(encodings, i, ids, special_ids) for i, ids in enumerate(out["input_ids"])]
+        if strategy is not None:
+            for name, values in strategy.token_features(batch["text"], encodings).items():
+                out[name] = values
+        return out
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # long documents are fine here: they get packed, not truncated
+    try:
+        return dataset.map(encode, batched=True, remove_columns=dataset.column_names, num_proc=num_proc,
+                           desc="tokenizing")
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+def pack_blocks(tokenized, block_size: int, group_features: tuple[str, ...] = (), num_proc: int | None = None):
+    """Concatenate tokenized documents and cut them into blocks of ``block_size`` tokens.
+
+    Every token of the input appears exactly once in the output. Group features
+    (``word_ids`` and those listed in ``group_features``) are offset per document so a
+    block never holds two different words with the same id.
+    """
+    if block_size < 2:
+        raise UserError("data.max_seq_length must be at least 2")
+    columns = tokenized.column_names
+    groups = set(GROUP_FEATURES) | set(group_features)
+
+    def pack(batch: dict[str, list]) -> dict[str, list]:
+        flat: dict[str, list[int]] = {c: [] for c in columns}
+        next_id = dict.fromkeys(groups, 0)
+        for doc in range(len(batch["input_ids"])):
+            for c in columns:
+                values = batch[c][doc]
+                if c in groups:
+                    offset = next_id[c]
+                    values = [v + offset if v >= 0 else v for v in values]
+                    next_id[c] = max(max(values, default=-1) + 1, offset)
+                flat[c].extend(values)
+        total = len(flat["input_ids"])
+        return {c: [flat[c][i:i + block_size] for i in range(0, total, block_size)] for c in columns}
+
+    return tokenized.map(pack, batched=True, batch_size=PACK_CHUNK, num_proc=num_proc, desc="packing blocks")
+
+
+def split_eval(blocks, eval_fraction: float, eval_max_blocks: int, seed: int):
+    """Hold out a shuffled evaluation share of the blocks; returns ``(train, eval)``."""
+    n = len(blocks)
+    if n < 2:
+        raise UserError(f"the corpus gives only {n} block(s); it needs at least 2 to hold out an evaluation split")
+    n_eval = min(max(1, round(n * eval_fraction)), eval_max_blocks, n - 1)
+    split = blocks.train_test_split(test_size=n_eval, seed=seed, shuffle=True)
+    return split["train"], split["test"]

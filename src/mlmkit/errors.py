@@ -1,0 +1,9 @@
+"""The one exception type for mistakes a user can make.
+
+The CLI turns a :class:`UserError` into a single red line and exit code 2; any other
+exception is an internal bug and keeps its traceback.
+"""
+
+
+class UserError(Exception):
+    """A problem the user can fix: bad path, unknown key, missing column, no mask token, ..."""

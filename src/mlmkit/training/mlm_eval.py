@@ -1,0 +1,64 @@
+"""Held-out MLM evaluation with fixed masks.
+
+Whatever the training strategy, the held-out blocks are masked once, with a fixed
+seed, by BERT's 15% random-token masking (80% mask / 10% random / 10% keep), so
+masked-token accuracy and perplexity are comparable across strategies and over
+training (training loss is not: it depends on the masking rate and unit).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from mlmkit.masking.collator import MaskingCollator
+from mlmkit.masking.random_token import RandomMasking
+
+EVAL_SEED = 20190
+EVAL_RATIO = 0.15
+
+
+def fixed_eval_batches(eval_dataset, tokenizer, batch_size: int) -> list[dict[str, torch.Tensor]]:
+    """Pad and mask the held-out blocks once; the same tensors are reused at every evaluation."""
+    collator = MaskingCollator(tokenizer, RandomMasking(ratio=EVAL_RATIO), seed=EVAL_SEED)
+    batches = []
+    columns = ["input_ids"]
+    rows = eval_dataset.select_columns(columns)
+    for index, start in enumerate(range(0, len(rows), batch_size)):
+        examples = [rows[i] for i in range(start, min(start + batch_size, len(rows)))]
+        batches.append(collator.mask(collator.pad(examples), step=index))
+    return batches
+
+
+@torch.no_grad()
+def evaluate_mlm(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], accelerator: Any = None) -> dict[str, float]:
+    """Masked-token accuracy, mean loss and perplexity of a :class:`SparseMLM` on fixed batches.
+
+    With several processes each evaluates its share of batches and the sums are reduced.
+    """
+    was_training = model.training
+    model.eval()
+    device = accelerator.device if accelerator is not None else next(model.parameters()).device
+    rank = accelerator.process_index if accelerator is not None else 0
+    world = accelerator.num_processes if accelerator is not None else 1
+    totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
+    for batch in batches[rank::world]:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        out = model(**batch)
+        totals[0] += out["token_loss"].double().sum()
+        totals[1] += (out["logits"].argmax(dim=-1) == out["targets"]).sum()
+        totals[2] += out["targets"].numel()
+    if accelerator is not None and world > 1:
+        totals = accelerator.reduce(totals, reduction="sum")
+    if was_training:
+        model.train()
+    count = max(totals[2].item(), 1.0)
+    loss = totals[0].item() / count
+    return {
+        "masked_accuracy": totals[1].item() / count,
+        "eval_loss": loss,
+        "perplexity": math.exp(min(loss, 700.0)),
+        "eval_tokens": int(totals[2].item()),
+    }

@@ -1,0 +1,106 @@
+"""The run directory: a ``from_pretrained``-ready model plus config and metrics.
+
+Files appear atomically: each is written to a temporary name and renamed into
+place, and the model is saved to a hidden staging folder first, so an interrupted
+run never leaves a half-written ``model.safetensors`` behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from mlmkit.errors import UserError
+
+
+def prepare_output_dir(path: str | Path, overwrite: bool, keep: tuple[str, ...] = ()) -> Path:
+    """Create the run directory; a non-empty one is an error unless ``overwrite``.
+
+    Args:
+        path: Directory to create.
+        overwrite: Empty an existing directory first (except the entries named in ``keep``).
+        keep: Entries to preserve when overwriting (e.g. ``checkpoints`` on resume).
+    """
+    out = Path(path).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output path {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise UserError(f"output directory {out} is not empty; choose another or set output.overwrite=true")
+        for entry in out.iterdir():
+            if entry.name in keep:
+                continue
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write to output directory {out}: {exc.strerror or exc}") from exc
+    return out
+
+
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, _umask_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_pretrained_atomic(out: Path, model: Any, tokenizer: Any) -> None:
+    """Save model and tokenizer into ``out`` via a staging folder, then move files in one by one."""
+    staging = Path(tempfile.mkdtemp(dir=out, prefix=".staging-"))
+    try:
+        model.save_pretrained(staging, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(staging)
+        for entry in staging.iterdir():
+            target = out / entry.name
+            if entry.is_file():
+                os.chmod(entry, _umask_mode())
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(entry, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+class MetricsLog:
+    """Appends one JSON object per line to ``metrics.jsonl`` (flushed per line)."""
+
+    def __init__(self, path: Path, enabled: bool = True) -> None:
+        self.path = path
+        self.enabled = enabled
+        self.start = time.perf_counter()
+
+    def write(self, **record: Any) -> None:
+        """Append a record with the elapsed wall time."""
+        if not self.enabled:
+            return
+        record.setdefault("elapsed_s", round(time.perf_counter() - self.start, 3))
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """Read a ``metrics.jsonl`` file."""
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
