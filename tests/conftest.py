@@ -1,0 +1,109 @@
+"""Shared fixtures: tiny tokenizers trained here, a tiny BERT built from a config, small corpora.
+
+Nothing is downloaded: the Hub is switched off for the whole session.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import pytest  # noqa: E402
+
+SUBJECTS = ["the cat", "a dog", "my neighbour", "the old car", "self-driving cars", "our team", "this phone",
+            "the electric bus", "a young engineer", "the weather"]
+VERBS = ["likes", "hates", "chases", "drives past", "talks about", "waits for", "ignores", "admires"]
+OBJECTS = ["the morning train", "unbelievably tasty pancakes", "a quiet street", "the new station",
+           "autonomous vehicles", "rainy afternoons", "the tokenizer", "internationalization"]
+ENDINGS = [".", "!", " today.", " again.", " every day.", " , surprisingly."]
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def make_corpus(n: int = 200, seed: int = 0) -> list[str]:
+    """Deterministic toy sentences with repeated words (so tokenizers learn sub-words)."""
+    rng = random.Random(seed)
+    return [f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)}{rng.choice(ENDINGS)}"
+            for _ in range(n)]
+
+
+def train_tokenizer(kind: str, corpus: list[str], vocab_size: int = 200):
+    """Train a tiny fast tokenizer of ``kind`` (wordpiece, bpe or unigram) with BERT-style specials."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    if kind == "wordpiece":
+        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece()
+        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIALS)
+    elif kind == "bpe":
+        tok = Tokenizer(models.BPE(unk_token="[UNK]"))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    elif kind == "unigram":
+        tok = Tokenizer(models.Unigram())
+        tok.pre_tokenizer = pre_tokenizers.Metaspace()
+        tok.decoder = decoders.Metaspace()
+        trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, unk_token="[UNK]")
+    else:
+        raise ValueError(kind)
+    tok.train_from_iterator(corpus, trainer)
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=128)
+
+
+def build_tiny_bert(tokenizer, seed: int = 0):
+    """A 2-layer, 32-wide BertForMaskedLM sized to ``tokenizer``."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id)
+    return BertForMaskedLM(config)
+
+
+@pytest.fixture(scope="session")
+def corpus() -> list[str]:
+    return make_corpus()
+
+
+@pytest.fixture(scope="session", params=["wordpiece", "bpe", "unigram"])
+def any_tokenizer(request, corpus):
+    """Each test using this runs once per tokenizer family."""
+    return train_tokenizer(request.param, corpus)
+
+
+@pytest.fixture(scope="session")
+def wordpiece_tokenizer(corpus):
+    return train_tokenizer("wordpiece", corpus)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, wordpiece_tokenizer):
+    """A saved tiny BERT MLM + tokenizer directory, loadable with from_pretrained."""
+    path = tmp_path_factory.mktemp("tiny-bert")
+    build_tiny_bert(wordpiece_tokenizer).save_pretrained(path)
+    wordpiece_tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def corpus_file(tmp_path_factory, corpus):
+    """The toy corpus as a .txt file, one sentence per line."""
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text("\n".join(corpus) + "\n", encoding="utf-8")
+    return path
