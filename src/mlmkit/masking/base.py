@@ -178,6 +178,10 @@ class MaskingStrategy:
 
     wants_feedback: ClassVar[bool] = False
 
+    def log_values(self) -> dict[str, float]:
+        """Numbers worth logging with the training metrics (e.g. the realized masking ratio)."""
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         """JSON-serialisable state saved with checkpoints (learned statistics); empty by default."""
         return {}

@@ -150,7 +150,7 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
                     rate = window_tokens / max(now - window_start, 1e-9)
                     lr = scheduler.get_last_lr()[0]
                     metrics.write(step=step, split="train", loss=loss_value, lr=lr, mask_ratio=schedule(step - 1),
-                                  tokens_per_s=round(rate, 1))
+                                  tokens_per_s=round(rate, 1), **strategy.log_values())
                     progress.update(task, stats=f"loss {loss_value:.3f}  lr {lr:.2e}  {rate:,.0f} tok/s")
                     window_tokens, window_start, window_loss = 0, now, []
                 progress.update(task, completed=step)
