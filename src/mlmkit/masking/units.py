@@ -1,0 +1,122 @@
+"""Vectorized helpers for strategies that predict whole units (words, spans, n-grams).
+
+A *unit* is a set of positions of one row that are predicted together and share one
+corruption decision. Units are described by a ``(B, L)`` long tensor of unit ids:
+positions of the same unit hold the same id, an id lies in ``[0, L)`` (by convention
+the unit's first position, which is what :func:`~mlmkit.masking.base.run_unit_ids`
+gives), and -1 marks positions that belong to no unit (special and padding tokens).
+
+:func:`pick_units` is the shared budget rule: visit the units of each row in random
+order (uniform, or weighted without replacement) and take them while the running
+token count stays within the row's token budget. Everything is a handful of sorts,
+gathers and cumulative sums over ``(B, L)`` tensors, so time is ``O(B L log L)`` and
+memory ``O(B L)``, whatever the number of units.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mlmkit.masking.base import Selection, run_starts, run_unit_ids
+
+
+def candidate_mask(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Positions that may be predicted: every real token that is not special (``(B, L)`` bool)."""
+    return ~batch["special_tokens_mask"]
+
+
+def word_unit_ids(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Unit ids of whole words: the first position of each word, -1 on special and padding tokens.
+
+    Words come from the batch's ``word_ids`` (the fast tokenizer's word index, made
+    unique per document when packing), so this works for WordPiece, byte-level BPE
+    and Unigram alike.
+    """
+    words = torch.where(candidate_mask(batch), batch["word_ids"], torch.full_like(batch["word_ids"], -1))
+    return run_unit_ids(words)
+
+
+def word_ranks(unit_ids: torch.Tensor) -> torch.Tensor:
+    """Ordinal of each position's unit within its row (0, 1, 2, ...), -1 where ``unit_ids`` is -1."""
+    starts = run_starts(unit_ids)
+    ranks = starts.long().cumsum(dim=1) - 1
+    return torch.where(unit_ids >= 0, ranks, torch.full_like(ranks, -1))
+
+
+def unit_sizes(unit_ids: torch.Tensor) -> torch.Tensor:
+    """``sizes[b, j]`` = number of positions of row ``b`` whose unit id is ``j`` (0 if none)."""
+    valid = unit_ids >= 0
+    sizes = torch.zeros_like(unit_ids)
+    return sizes.scatter_add_(1, unit_ids.clamp(min=0), valid.long())
+
+
+def token_budget(candidates: torch.Tensor, ratio: float) -> torch.Tensor:
+    """Per-row token budget ``ratio * n_candidates`` as a float ``(B,)`` tensor."""
+    return candidates.sum(dim=1).double() * float(ratio)
+
+
+def pick_units(
+    unit_ids: torch.Tensor,
+    budget: torch.Tensor,
+    generator: torch.Generator,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Choose whole units in random order until each row's token budget is met.
+
+    Units are ranked by a random key: uniform when ``weights`` is None, otherwise the
+    exponential race ``-log(U) / w`` of Efraimidis and Spirakis (2006), which orders
+    units as sampling without replacement with probability proportional to ``w``
+    would. Units are then taken in that order while the running token count stays
+    below the budget; the unit that straddles the budget is taken at a random threshold
+    (one uniform draw per row), so the expected number of predicted tokens equals the
+    budget exactly and a row never overshoots by more than one unit.
+
+    Args:
+        unit_ids: ``(B, L)`` long unit ids in ``[0, L)``, -1 where nothing may be predicted.
+        budget: ``(B,)`` float number of tokens to predict per row (e.g. :func:`token_budget`).
+        generator: Source of randomness.
+        weights: Optional ``(B, L)`` float; ``weights[b, j]`` is the weight of the unit
+            whose id is ``j``. Units of weight <= 0 are never chosen.
+
+    Returns:
+        ``(B, L)`` bool, True at every position of every chosen unit.
+    """
+    valid = unit_ids >= 0
+    sizes = unit_sizes(unit_ids)
+    is_unit = sizes > 0
+    draw = torch.rand(unit_ids.shape, generator=generator)
+    if weights is None:
+        keys = draw
+    else:
+        weights = weights.to(torch.float32)
+        is_unit = is_unit & (weights > 0)
+        keys = -torch.log1p(-draw) / weights.clamp(min=torch.finfo(torch.float32).tiny)
+    keys = keys.masked_fill(~is_unit, float("inf"))
+    order = keys.argsort(dim=1)
+    sorted_sizes = sizes.gather(1, order).masked_fill(~is_unit.gather(1, order), 0)
+    before = (sorted_sizes.cumsum(dim=1) - sorted_sizes).double()
+    dither = torch.rand((unit_ids.shape[0], 1), generator=generator, dtype=torch.float64)
+    take = (before + dither * sorted_sizes < budget.double().unsqueeze(1)) & (sorted_sizes > 0)
+    chosen = torch.zeros_like(valid).scatter_(1, order, take)
+    return chosen.gather(1, unit_ids.clamp(min=0)) & valid
+
+
+def unit_selection(unit_ids: torch.Tensor, predicted: torch.Tensor) -> Selection:
+    """A :class:`Selection` whose corruption is decided once per chosen unit."""
+    units = torch.where(predicted, unit_ids, torch.full_like(unit_ids, -1))
+    return Selection(predicted=predicted, units=units)
+
+
+def select_units(
+    unit_ids: torch.Tensor,
+    candidates: torch.Tensor,
+    ratio: float,
+    generator: torch.Generator,
+    weights: torch.Tensor | None = None,
+) -> Selection:
+    """Pick whole units until ``ratio`` of each row's candidate tokens are predicted.
+
+    The one-call form of :func:`token_budget` + :func:`pick_units` + :func:`unit_selection`.
+    """
+    predicted = pick_units(unit_ids, token_budget(candidates, ratio), generator, weights)
+    return unit_selection(unit_ids, predicted)
