@@ -82,7 +82,9 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
 
     model, tokenizer, fresh = load_mlm_model(cfg.model)
     if fresh and main:
-        console.print(f"[dim]newly initialised weights: {', '.join(fresh[:4])}{' ...' if len(fresh) > 4 else ''}")
+        console.print(f"[dim]{len(fresh)} weight tensor(s) not in the checkpoint start fresh "
+                      f"(e.g. {fresh[0]})[/]" if len(fresh) > 1 or "scratch" not in fresh[0] else
+                      "[dim]weights initialised from scratch[/]")
     strategy = build_strategy(cfg.masking)
     schedule = build_schedule(cfg.masking.get("schedule"), strategy.ratio, tcfg.max_steps)
     collator = MaskingCollator(tokenizer, strategy, schedule, seed=tcfg.seed, rank=accelerator.process_index)
