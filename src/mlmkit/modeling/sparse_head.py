@@ -1,11 +1,17 @@
 """Run the MLM head only where a label is set.
 
 With ~15% of positions predicted, computing vocabulary logits for every position is
-mostly wasted work (for MiniLM-L6-H384 the 30,522-way projection is the largest
-matmul of the step). We run the encoder, gather the hidden states of predicted
-positions, and apply the head to those alone. The loss is the same as the full-head
-loss with ``ignore_index=-100``; weights stay in the model's own modules, so
-``save_pretrained`` writes a standard checkpoint.
+mostly wasted work (for MiniLM-L6-H384 the 30,522-way projection costs as much as the
+whole encoder, and its softmax over every position dominates the step's memory). We run
+the encoder, gather the hidden states of predicted positions, and apply the head to
+those alone. The loss is the same as the full-head loss with ``ignore_index=-100``;
+weights stay in the model's own modules, so ``save_pretrained`` writes a standard
+checkpoint.
+
+Which modules form "the encoder" and "the head" is read from the model's structure
+(BERT, RoBERTa, DistilBERT, ELECTRA, ModernBERT and their relatives) and then checked
+once on a small probe input: the split is only used when ``head(encoder(x))`` matches
+the model's own logits. Anything else falls back to the full head with a logged note.
 """
 
 from __future__ import annotations
@@ -21,26 +27,130 @@ from mlmkit.masking.base import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
 
+Head = Callable[[torch.Tensor], torch.Tensor]
 
-def split_mlm_head(model: nn.Module) -> tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor]] | None:
-    """Return ``(encoder, head)`` for known MLM architectures, None when the head can't be separated."""
-    if hasattr(model, "bert") and hasattr(model, "cls"):  # BERT and friends
-        return model.bert, model.cls
-    if hasattr(model, "lm_head") and hasattr(model, "roberta"):  # RoBERTa
-        return model.roberta, model.lm_head
-    for prefix in ("xlm_roberta", "camembert", "deberta"):
-        if hasattr(model, prefix) and hasattr(model, "lm_head"):
-            return getattr(model, prefix), model.lm_head
-    if hasattr(model, "distilbert") and hasattr(model, "vocab_projector"):  # DistilBERT
-        def distil_head(h: torch.Tensor) -> torch.Tensor:
-            h = model.activation(model.vocab_transform(h))
-            return model.vocab_projector(model.vocab_layer_norm(h))
-        return model.distilbert, distil_head
-    if hasattr(model, "electra") and hasattr(model, "generator_lm_head"):  # ELECTRA generator
-        return model.electra, lambda h: model.generator_lm_head(model.generator_predictions(h))
-    if type(model).__name__ == "ModernBertForMaskedLM":
-        return model.model, lambda h: model.decoder(model.head(h))
+#: probe shape used to check a split against the model's own forward
+PROBE_SHAPE = (2, 8)
+
+
+def _encoder_of(model: nn.Module) -> nn.Module | None:
+    prefix = getattr(model, "base_model_prefix", "")
+    encoder = getattr(model, prefix, None) if prefix else None
+    return encoder if isinstance(encoder, nn.Module) else None
+
+
+def locate_mlm_head(model: nn.Module) -> tuple[nn.Module, Head] | None:
+    """Find ``(encoder, head)`` by the model's structure, without checking them.
+
+    The head is looked up afresh on every call (cheap attribute access), so wrappers that
+    replace submodules (FSDP, ``torch.compile``) or copies of the model are always honoured.
+
+    Args:
+        model: An MLM model such as ``BertForMaskedLM``.
+
+    Returns:
+        The encoder module (whose first output is the last hidden state) and a callable
+        mapping hidden states ``(..., hidden)`` to vocabulary logits, or None when the
+        structure is not one we know.
+    """
+    encoder = _encoder_of(model)
+    if encoder is None:
+        return None
+    # BERT family: BertOnlyMLMHead (transform + tied decoder) under ``cls``
+    cls_head = getattr(model, "cls", None)
+    if isinstance(cls_head, nn.Module) and hasattr(cls_head, "predictions"):
+        return encoder, cls_head
+    # RoBERTa family (XLM-R, CamemBERT, Data2Vec-text, ...): dense + norm + decoder under ``lm_head``
+    lm_head = getattr(model, "lm_head", None)
+    if isinstance(lm_head, nn.Module):
+        return encoder, lm_head
+    if all(hasattr(model, n) for n in ("vocab_transform", "activation", "vocab_layer_norm", "vocab_projector")):
+        def distilbert_head(hidden: torch.Tensor) -> torch.Tensor:
+            hidden = model.vocab_layer_norm(model.activation(model.vocab_transform(hidden)))
+            return model.vocab_projector(hidden)
+        return encoder, distilbert_head
+    if hasattr(model, "generator_predictions") and hasattr(model, "generator_lm_head"):  # ELECTRA generator
+        def electra_head(hidden: torch.Tensor) -> torch.Tensor:
+            return model.generator_lm_head(model.generator_predictions(hidden))
+        return encoder, electra_head
+    # ModernBERT: the final norm lives in the encoder; the head is dense + act + norm, then the decoder
+    if isinstance(getattr(model, "head", None), nn.Module) and isinstance(getattr(model, "decoder", None), nn.Module):
+        def decoder_head(hidden: torch.Tensor) -> torch.Tensor:
+            return model.decoder(model.head(hidden))
+        return encoder, decoder_head
     return None
+
+
+def _probe_inputs(model: nn.Module, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    config = getattr(model, "config", None)
+    vocab = int(getattr(config, "vocab_size", 0) or model.get_input_embeddings().num_embeddings)
+    low = min(5, vocab - 1)  # keep clear of the usual special-token ids at the start of the vocabulary
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(low, vocab, PROBE_SHAPE, generator=generator)
+    attention_mask = torch.ones(PROBE_SHAPE, dtype=torch.long)
+    attention_mask[1, -2:] = 0  # one padded row, so padding is handled the same way too
+    return input_ids.to(device), attention_mask.to(device)
+
+
+def check_mlm_head_split(model: nn.Module, parts: tuple[nn.Module, Head]) -> str | None:
+    """Compare ``head(encoder(x))`` with ``model(x).logits`` on a small probe in eval mode.
+
+    Args:
+        model: The MLM model.
+        parts: ``(encoder, head)`` from :func:`locate_mlm_head`.
+
+    Returns:
+        None when they agree, otherwise a short reason.
+    """
+    params = list(model.parameters())
+    if not params:
+        return "the model has no parameters"
+    if any(p.is_meta for p in params):
+        return None  # nothing to compute with; trust the structure
+    device = params[0].device
+    encoder, head = parts
+    was_training = model.training
+    model.eval()
+    try:
+        input_ids, attention_mask = _probe_inputs(model, device)
+        with torch.no_grad():
+            full = model(input_ids=input_ids, attention_mask=attention_mask).logits
+            split = head(encoder(input_ids=input_ids, attention_mask=attention_mask)[0])
+    except Exception as exc:  # any failure means we cannot rely on the split
+        return f"probe failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+    finally:
+        model.train(was_training)
+    if full.shape != split.shape:
+        return f"head output shape {tuple(split.shape)} differs from the model's logits {tuple(full.shape)}"
+    full, split = full.float(), split.float()
+    precise = params[0].dtype == torch.float32
+    scale = full.abs().max().clamp(min=1.0)
+    tolerance = (1e-4 if precise else 2e-2) * scale
+    difference = (full - split).abs().max()
+    if not bool(difference <= tolerance):
+        return f"head(encoder(x)) differs from the model's logits by {difference.item():.3g}"
+    return None
+
+
+def split_mlm_head(model: nn.Module, verify: bool = True) -> tuple[nn.Module, Head] | None:
+    """Return ``(encoder, head)`` for MLM models whose head can be run on its own, else None.
+
+    Args:
+        model: An MLM model (``AutoModelForMaskedLM``).
+        verify: Check the split on a small probe input (see :func:`check_mlm_head_split`)
+            and return None, with a logged note, when it does not reproduce the model's logits.
+
+    Returns:
+        The encoder and a head callable, or None when the head cannot be separated.
+    """
+    parts = locate_mlm_head(model)
+    if parts is None or not verify:
+        return parts
+    reason = check_mlm_head_split(model, parts)
+    if reason is not None:
+        log.warning("cannot separate the MLM head of %s: %s", type(model).__name__, reason)
+        return None
+    return parts
 
 
 class SparseMLM(nn.Module):
@@ -49,6 +159,9 @@ class SparseMLM(nn.Module):
     ``forward`` returns a dict with ``loss`` (mean over predicted positions), ``token_loss``
     (one value per predicted position), ``logits`` (``(N, vocab)``, predicted positions
     only), ``targets`` (``(N,)``) and ``predicted`` (the ``(B, L)`` bool mask).
+
+    The wrapper holds no weights of its own: its state dict is the model's under the
+    ``model.`` prefix, and ``wrapper.model.save_pretrained`` writes a standard checkpoint.
 
     Args:
         model: The MLM model.
@@ -63,13 +176,13 @@ class SparseMLM(nn.Module):
         if sparse and parts is None:
             log.warning("sparse MLM head not available for %s; using the full head", type(model).__name__)
         self.sparse = parts is not None
-        self._parts = parts
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
         predicted = labels != IGNORE_INDEX
         targets = labels[predicted]
-        if self.sparse:
-            encoder, head = self._parts
+        parts = locate_mlm_head(self.model) if self.sparse else None
+        if parts is not None:
+            encoder, head = parts
             hidden = encoder(input_ids=input_ids, attention_mask=attention_mask)[0]
             logits = head(hidden[predicted])
         else:
