@@ -26,6 +26,11 @@ ENTRY_POINT_GROUP = "mlmkit.masking"
 
 _BUILTINS: dict[str, str] = {
     "random": "mlmkit.masking.random_token:RandomMasking",
+    "whole_word": "mlmkit.masking.whole_word:WholeWordMasking",
+    "span": "mlmkit.masking.span:SpanMasking",
+    "content_word": "mlmkit.masking.content_word:ContentWordMasking",
+    "token_weighted": "mlmkit.masking.token_weighted:TokenWeightedMasking",
+    "mixture": "mlmkit.masking.mixture:MixtureMasking",
 }
 
 _REGISTRY: dict[str, type[MaskingStrategy] | str] = dict(_BUILTINS)
