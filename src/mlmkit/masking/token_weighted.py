@@ -30,6 +30,9 @@ FORMAT = "mlmkit-token-weights"
 FORMAT_VERSION = 1
 #: windows handled per numpy pass when building (bounds memory to a few hundred MB)
 BUILD_CHUNK = 2000
+#: the build summary lists this many most / least weighted tokens among those seen SUMMARY_MIN_COUNT times
+SUMMARY_SIZE = 10
+SUMMARY_MIN_COUNT = 20
 
 
 # ---------------------------------------------------------------------------------------------- building
@@ -167,9 +170,13 @@ def build_token_weights(
     rates = (marked + prior_strength * ratio) / (count + prior_strength)
     specials = [i for i in special_ids if 0 <= i < vocab]
     rates[specials] = 0.0
+    frequent_ids = np.flatnonzero(count >= SUMMARY_MIN_COUNT)
+    by_rate = frequent_ids[np.argsort(-rates[frequent_ids], kind="stable")]
     stats = {"windows": n_windows, "tokens": int(count.sum()), "distinct_tokens": int((count > 0).sum()),
              "pairs": int(len(pair_keys)), "ratio": float(ratio), "window": int(window),
-             "min_pair_count": int(min_pair_count), "prior_strength": float(prior_strength)}
+             "min_pair_count": int(min_pair_count), "prior_strength": float(prior_strength),
+             "most_weighted_ids": by_rate[:SUMMARY_SIZE].tolist(),
+             "least_weighted_ids": by_rate[::-1][:SUMMARY_SIZE].tolist()}
     return rates.astype(np.float32), stats
 
 
@@ -184,6 +191,46 @@ def build_token_weights_from_texts(
                             verbose=False)["input_ids"]
         token_lists.extend(encoded)
     return build_token_weights(token_lists, len(tokenizer), tokenizer.all_special_ids, **kwargs)
+
+
+def build_weights_file(
+    corpus: str,
+    output: str | Path,
+    model: str = "embedded",
+    text_column: str = "text",
+    max_documents: int | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """``mlmkit masking build-weights``: load a corpus and a tokenizer, build the table, save it.
+
+    Args:
+        corpus: What ``data.source`` takes: 'embedded', local files, or a Hub dataset name.
+        output: ``.json`` or ``.safetensors`` file to write.
+        model: Model directory or Hub name whose tokenizer defines the token ids.
+        text_column: Text column of csv/json/parquet corpora.
+        max_documents: Use only the first N documents.
+        **kwargs: Passed to :func:`build_token_weights` (ratio, window, min_pair_count, ...).
+
+    Returns:
+        The metadata written with the table, plus the output path and the most and least
+        weighted frequent tokens.
+    """
+    from mlmkit.data.sources import load_text_corpus
+    from mlmkit.modeling.loading import load_tokenizer
+
+    if Path(output).suffix.lower() not in (".json", ".safetensors"):
+        raise UserError(f"masking weights go to a .json or .safetensors file, not {Path(output).name!r}")
+    tokenizer = load_tokenizer(model, require_mask=False)
+    texts = load_text_corpus(corpus, text_column, max_documents=max_documents)["text"]
+    weights, stats = build_token_weights_from_texts(texts, tokenizer, **kwargs)
+    meta = {"tokenizer": model, "corpus": corpus, "documents": len(texts), **stats}
+    path = save_token_weights(output, weights, meta)
+    summary = dict(meta, output=str(path))
+    for key in ("most_weighted", "least_weighted"):
+        ids = summary.pop(f"{key}_ids")
+        summary[key] = [{"token": tokenizer.convert_ids_to_tokens(int(i)), "weight": round(float(weights[i]), 4)}
+                        for i in ids]
+    return summary
 
 
 # ---------------------------------------------------------------------------------------------- files
