@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from mlmkit import __version__
-from mlmkit.cli import masking
+from mlmkit.cli import finetune, masking
 from mlmkit.cli.pretrain import pretrain_command
 
 app = typer.Typer(
@@ -15,6 +15,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.command("pretrain")(pretrain_command)
+app.add_typer(finetune.app, name="finetune")
 app.add_typer(masking.app, name="masking")
 
 

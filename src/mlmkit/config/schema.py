@@ -140,7 +140,7 @@ class FinetuneDataConfig:
     train_split: str = "train"
     """Split to train on."""
     eval_split: str | None = None
-    """Split to evaluate on; when absent a stratified share of the training split is held out."""
+    """Split to evaluate on; default: sst2 'validation', imdb 'test', else a stratified held-out share of train."""
     eval_fraction: float = 0.1
     """Held-out share when the dataset has no evaluation split."""
     max_seq_length: int = 128
@@ -148,7 +148,11 @@ class FinetuneDataConfig:
     max_train_samples: int | None = None
     """Train on at most N examples (stratified sample)."""
     max_eval_samples: int | None = None
-    """Evaluate on at most N examples."""
+    """Evaluate on at most N examples (stratified sample)."""
+    label_names: list[str] | None = None
+    """Names of integer labels 0..k-1 in order; default: the dataset's ClassLabel names or the label values."""
+    group_by_length: bool = True
+    """Batch texts of similar length together (less padding); false shuffles plainly."""
 
 
 def _finetune_train_defaults() -> TrainConfig:
