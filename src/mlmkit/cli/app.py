@@ -6,6 +6,7 @@ import typer
 
 from mlmkit import __version__
 from mlmkit.cli import finetune, masking
+from mlmkit.cli.fill_mask import fill_mask_command
 from mlmkit.cli.pretrain import pretrain_command
 
 app = typer.Typer(
@@ -15,6 +16,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.command("pretrain")(pretrain_command)
+app.command("fill-mask")(fill_mask_command)
 app.add_typer(finetune.app, name="finetune")
 app.add_typer(masking.app, name="masking")
 
