@@ -37,6 +37,8 @@ _BUILTINS: dict[str, str] = {
 
 _REGISTRY: dict[str, type[MaskingStrategy] | str] = dict(_BUILTINS)
 _entry_points_loaded = False
+#: names that came from entry points (forgotten by reset_entry_points)
+_entry_point_names: set[str] = set()
 
 
 def register_strategy(name: str):
@@ -70,11 +72,26 @@ def _load_entry_points() -> None:
     _entry_points_loaded = True
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in _REGISTRY and _describe(_REGISTRY[ep.name]) != ep.value:
-            raise ValueError(
+            # an installed package, not this code, caused it: a user error naming both
+            raise UserError(
                 f"masking strategy {ep.name!r} from entry point {ep.value} clashes with "
                 f"{_describe(_REGISTRY[ep.name])}"
             )
+        if ep.name not in _REGISTRY:
+            _entry_point_names.add(ep.name)
         _REGISTRY[ep.name] = ep.value
+
+
+def reset_entry_points() -> None:
+    """Forget strategies found through entry points so the next lookup scans installed packages again.
+
+    For code that installs a plugin into the running interpreter (tests, notebooks).
+    """
+    global _entry_points_loaded
+    for name in _entry_point_names:
+        _REGISTRY.pop(name, None)
+    _entry_point_names.clear()
+    _entry_points_loaded = False
 
 
 def _import_target(target: str) -> type[MaskingStrategy]:
