@@ -60,6 +60,7 @@ def pick_units(
     budget: torch.Tensor,
     generator: torch.Generator,
     weights: torch.Tensor | None = None,
+    fill_rounds: int = 0,
 ) -> torch.Tensor:
     """Choose whole units in random order until each row's token budget is met.
 
@@ -67,9 +68,14 @@ def pick_units(
     exponential race ``-log(U) / w`` of Efraimidis and Spirakis (2006), which orders
     units as sampling without replacement with probability proportional to ``w``
     would. Units are then taken in that order while the running token count stays
-    below the budget; the unit that straddles the budget is taken at a random threshold
-    (one uniform draw per row), so the expected number of predicted tokens equals the
-    budget exactly and a row never overshoots by more than one unit.
+    within the budget; the next unit, which straddles the budget, is taken with
+    probability ``left / size`` (one uniform draw per row), so the expected number of
+    predicted tokens equals the budget exactly and a row never overshoots by more than
+    one unit. Which units are chosen does not depend on their size (except for the
+    straddler), so a strategy's unit-length distribution survives the budget; the price
+    is that a row whose first unit is larger than its whole budget may get no
+    prediction at all (probability ``1 - budget / size``), which matters only when
+    units are long compared with the budget (long spans in short blocks).
 
     Args:
         unit_ids: ``(B, L)`` long unit ids in ``[0, L)``, -1 where nothing may be predicted.
@@ -77,6 +83,10 @@ def pick_units(
         generator: Source of randomness.
         weights: Optional ``(B, L)`` float; ``weights[b, j]`` is the weight of the unit
             whose id is ``j``. Units of weight <= 0 are never chosen.
+        fill_rounds: Extra rounds that, after the first prefix, also take later units that
+            still fit in what is left (as a greedy "skip what does not fit" would). Rows
+            land closer to their budget, at the cost of favouring short units; 0 keeps
+            the unit-length distribution intact.
 
     Returns:
         ``(B, L)`` bool, True at every position of every chosen unit.
@@ -93,10 +103,23 @@ def pick_units(
         keys = -torch.log1p(-draw) / weights.clamp(min=torch.finfo(torch.float32).tiny)
     keys = keys.masked_fill(~is_unit, float("inf"))
     order = keys.argsort(dim=1)
-    sorted_sizes = sizes.gather(1, order).masked_fill(~is_unit.gather(1, order), 0)
-    before = (sorted_sizes.cumsum(dim=1) - sorted_sizes).double()
-    dither = torch.rand((unit_ids.shape[0], 1), generator=generator, dtype=torch.float64)
-    take = (before + dither * sorted_sizes < budget.double().unsqueeze(1)) & (sorted_sizes > 0)
+    sorted_sizes = sizes.gather(1, order).masked_fill(~is_unit.gather(1, order), 0).double()
+    # the longest prefix of the order that fits in the budget
+    take = (sorted_sizes > 0) & (sorted_sizes.cumsum(dim=1) <= budget.double().unsqueeze(1))
+    remaining = budget.double() - torch.where(take, sorted_sizes, torch.zeros_like(sorted_sizes)).sum(dim=1)
+    for _ in range(fill_rounds):
+        # take, in order, the units that still fit, while the running count stays within what is left
+        fits = ~take & (sorted_sizes > 0) & (sorted_sizes <= remaining.unsqueeze(1))
+        running = torch.where(fits, sorted_sizes, torch.zeros_like(sorted_sizes)).cumsum(dim=1)
+        new = fits & (running <= remaining.unsqueeze(1))
+        take |= new
+        remaining = remaining - torch.where(new, sorted_sizes, torch.zeros_like(sorted_sizes)).sum(dim=1)
+    # the next unit in order straddles what is left: take it with probability left / size (unbiased)
+    untaken = ~take & (sorted_sizes > 0)
+    straddler = untaken & (untaken.long().cumsum(dim=1) == 1)
+    straddler_size = torch.where(straddler, sorted_sizes, torch.zeros_like(sorted_sizes)).sum(dim=1)
+    dither = torch.rand(remaining.shape, generator=generator, dtype=torch.float64)
+    take |= straddler & (dither * straddler_size < remaining).unsqueeze(1)
     chosen = torch.zeros_like(valid).scatter_(1, order, take)
     return chosen.gather(1, unit_ids.clamp(min=0)) & valid
 
@@ -113,10 +136,11 @@ def select_units(
     ratio: float,
     generator: torch.Generator,
     weights: torch.Tensor | None = None,
+    fill_rounds: int = 0,
 ) -> Selection:
     """Pick whole units until ``ratio`` of each row's candidate tokens are predicted.
 
     The one-call form of :func:`token_budget` + :func:`pick_units` + :func:`unit_selection`.
     """
-    predicted = pick_units(unit_ids, token_budget(candidates, ratio), generator, weights)
+    predicted = pick_units(unit_ids, token_budget(candidates, ratio), generator, weights, fill_rounds)
     return unit_selection(unit_ids, predicted)
