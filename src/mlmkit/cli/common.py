@@ -34,8 +34,13 @@ def user_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from mlmkit.errors import UserError
 
+        from mlmkit.training.stopping import TrainingInterrupted
+
         try:
             return fn(*args, **kwargs)
+        except TrainingInterrupted as exc:
+            err_console.print(f"[bold yellow]{exc}[/]", highlight=False, soft_wrap=True)
+            raise typer.Exit(128 + exc.signal_number) from None
         except UserError as exc:
             fail(str(exc))
         except KeyboardInterrupt:

@@ -22,7 +22,11 @@ class ModelConfig:
     tokenizer: str | None = None
     """Tokenizer directory or Hub name; defaults to the model's own."""
     from_scratch: bool = False
-    """Initialise weights randomly from the model's config instead of loading them (tokenizer still loaded)."""
+    """Initialise weights randomly from name_or_path's config (a checkpoint, Hub name or config .json file)."""
+    preset: str | None = None
+    """Size preset for training from scratch: bert-tiny/mini/small/medium/base or roberta-tiny/.../base."""
+    config_overrides: dict[str, Any] = field(default_factory=dict)
+    """Model config fields to change when training from scratch, e.g. {num_hidden_layers: 1, hidden_dropout_prob: 0}."""
     revision: str | None = None
     """Hub revision (branch, tag or commit) of the model."""
     trust_remote_code: bool = False
@@ -93,6 +97,16 @@ class TrainConfig:
     """Wrap the model in torch.compile."""
     eval_batch_size: int = 128
     """Sequences per evaluation batch."""
+    checkpoint_every: int = 0
+    """Save a resumable checkpoint every N optimizer steps (0: off)."""
+    checkpoint_minutes: float = 0.0
+    """Also save one whenever this many minutes passed since the last (0: off)."""
+    keep_checkpoints: int = 3
+    """Keep only the newest K checkpoints (0 keeps all)."""
+    resume: str | None = None
+    """'auto' (latest complete checkpoint of the run directory, if any) or a checkpoint path."""
+    max_time: str | None = None
+    """Time budget such as '2h', '90m', '1h30m' or seconds; stops cleanly with a checkpoint and evaluation."""
 
 
 @dataclass
@@ -103,6 +117,30 @@ class OutputConfig:
     """Run directory: model + tokenizer (from_pretrained-ready), config.yaml, metrics.jsonl."""
     overwrite: bool = False
     """Replace an existing non-empty run directory."""
+
+
+@dataclass
+class TokenizerTrainConfig:
+    """The tokenizer that a from-scratch pre-training run trains on its corpus (kept in <run dir>/tokenizer)."""
+
+    train: bool | None = None
+    """None: train one when starting from scratch with no tokenizer (a preset, a config file); true/false force it."""
+    type: str | None = None
+    """wordpiece, bpe (byte-level) or unigram; None: wordpiece for BERT-style models, bpe for RoBERTa-style."""
+    vocab_size: int = 8192
+    """Vocabulary size, special tokens included (rounded up to a multiple of round_to)."""
+    round_to: int = 64
+    """Round vocab_size up to a multiple of this (1 keeps it as given)."""
+    family: str | None = None
+    """Special tokens: 'bert' ([CLS] [SEP] ...) or 'roberta' (<s> </s> ...); None follows the model."""
+    lowercase: bool | None = None
+    """Lowercase text; None lowercases for the bert family and keeps case for roberta."""
+    strip_accents: bool | None = None
+    """Remove accents; None follows lowercase."""
+    min_frequency: int = 2
+    """Merge only pairs/pieces seen at least this often (wordpiece, bpe)."""
+    max_documents: int | None = None
+    """Train on the first N documents (None: the same documents as pre-training)."""
 
 
 def _default_masking() -> dict[str, Any]:
@@ -123,6 +161,8 @@ class PretrainConfig:
     """Optimisation."""
     output: OutputConfig = field(default_factory=OutputConfig)
     """Run directory."""
+    tokenizer: TokenizerTrainConfig = field(default_factory=TokenizerTrainConfig)
+    """Tokenizer training for from-scratch runs without a tokenizer."""
 
 
 @dataclass

@@ -33,11 +33,17 @@ def fixed_eval_batches(eval_dataset, tokenizer, batch_size: int) -> list[dict[st
 
 
 @torch.no_grad()
-def evaluate_mlm(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], accelerator: Any = None) -> dict[str, float]:
+def evaluate_mlm(
+    model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], accelerator: Any = None
+) -> dict[str, float]:
     """Masked-token accuracy, mean loss and perplexity of a :class:`SparseMLM` on fixed batches.
 
     With several processes each evaluates its share of batches and the sums are reduced.
     """
+    if accelerator is not None:
+        # the bare module: a DDP wrapper would sync buffers on every forward, and ranks run
+        # different numbers of evaluation batches
+        model = accelerator.unwrap_model(model)
     was_training = model.training
     model.eval()
     device = accelerator.device if accelerator is not None else next(model.parameters()).device
@@ -62,3 +68,20 @@ def evaluate_mlm(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]],
         "perplexity": math.exp(min(loss, 700.0)),
         "eval_tokens": int(totals[2].item()),
     }
+
+
+def most_frequent_token_baseline(batches: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+    """Masked accuracy of always predicting the held-out targets' most frequent token.
+
+    The strongest constant predictor on these batches: a freshly initialised model
+    should beat it, or it has learned nothing beyond token frequencies.
+
+    Returns:
+        ``most_frequent_accuracy`` and the ``most_frequent_token`` id.
+    """
+    targets = torch.cat([b["labels"][b["labels"] != -100].flatten() for b in batches]) if batches else None
+    if targets is None or targets.numel() == 0:
+        return {"most_frequent_accuracy": 0.0, "most_frequent_token": -1}
+    counts = torch.bincount(targets)
+    token = int(counts.argmax())
+    return {"most_frequent_accuracy": counts[token].item() / targets.numel(), "most_frequent_token": token}

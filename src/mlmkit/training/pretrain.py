@@ -8,7 +8,7 @@ fixed-mask held-out split before and after, and save a standard model directory.
 from __future__ import annotations
 
 import json
-import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,17 +20,28 @@ from rich.console import Console
 from mlmkit.config.loading import config_to_yaml
 from mlmkit.config.schema import PretrainConfig
 from mlmkit.data.packing import pack_blocks, split_eval, tokenize_corpus
+from mlmkit.data.sampler import EpochShuffleSampler
 from mlmkit.data.sources import load_text_corpus
 from mlmkit.errors import UserError
 from mlmkit.masking.collator import MaskingCollator
 from mlmkit.masking.registry import build_strategy
 from mlmkit.masking.schedules import build_schedule
 from mlmkit.modeling.loading import load_mlm_model
+from mlmkit.modeling.presets import is_from_scratch
 from mlmkit.modeling.sparse_head import SparseMLM
-from mlmkit.training.mlm_eval import evaluate_mlm, fixed_eval_batches
+from mlmkit.tokenization.train import tokenizer_for_run
+from mlmkit.training.checkpoint import (
+    TrainerState,
+    list_checkpoints,
+    load_checkpoint,
+    resolve_resume,
+    save_checkpoint,
+)
+from mlmkit.training.mlm_eval import evaluate_mlm, fixed_eval_batches, most_frequent_token_baseline
 from mlmkit.training.optim import build_lr_scheduler, build_optimizer, resolve_mixed_precision
 from mlmkit.training.progress import training_progress
 from mlmkit.training.run_dir import MetricsLog, prepare_output_dir, save_pretrained_atomic, write_text_atomic
+from mlmkit.training.stopping import StopSignals, TrainingInterrupted, parse_duration
 
 
 @dataclass
@@ -69,19 +80,30 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
     tcfg = cfg.train
     if tcfg.max_steps <= 0:
         raise UserError("train.max_steps must be positive for pre-training")
-    accelerator = Accelerator(gradient_accumulation_steps=tcfg.grad_accum,
+    # under a multi-process launch without GPUs, Accelerate needs cpu=True to pick gloo
+    cpu_processes = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    accelerator = Accelerator(gradient_accumulation_steps=tcfg.grad_accum, cpu=cpu_processes,
                               mixed_precision=resolve_mixed_precision(tcfg.mixed_precision))
     main = accelerator.is_main_process
     set_seed(tcfg.seed)
 
-    out = prepare_output_dir(cfg.output.dir, cfg.output.overwrite) if main else Path(cfg.output.dir)
-    accelerator.wait_for_everyone()
+    resuming = bool(tcfg.resume)
+    out = Path(cfg.output.dir).expanduser()
     if main:
-        write_text_atomic(out / "config.yaml", config_to_yaml(cfg))
+        # resuming keeps the run directory (checkpoints, metrics) as it is
+        prepare_output_dir(out, cfg.output.overwrite or resuming)
+    accelerator.wait_for_everyone()
+    config_yaml = config_to_yaml(cfg)
+    if main:
+        write_text_atomic(out / "config.yaml", config_yaml)
     metrics = MetricsLog(out / "metrics.jsonl", enabled=main)
+    checkpoint = resolve_resume(tcfg.resume, out) if resuming else None
+    if resuming and checkpoint is None and tcfg.resume != "auto":
+        raise UserError(f"nothing to resume from {tcfg.resume}")
+    budget = parse_duration(tcfg.max_time)
 
-    model, tokenizer, fresh = load_mlm_model(cfg.model)
-    if fresh and main:
+    model, tokenizer, fresh = load_mlm_model(tokenizer_for_run(cfg, out, accelerator, console))
+    if fresh and main and checkpoint is None:
         console.print(f"[dim]{len(fresh)} weight tensor(s) not in the checkpoint start fresh "
                       f"(e.g. {fresh[0]})[/]" if len(fresh) > 1 or "scratch" not in fresh[0] else
                       "[dim]weights initialised from scratch[/]")
@@ -95,9 +117,11 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
         console.print(f"data: {data_stats['documents']:,} documents -> {data_stats['blocks']:,} blocks of "
                       f"{cfg.data.max_seq_length} tokens ({data_stats['eval_blocks']:,} held out)")
 
+    sampler = EpochShuffleSampler(len(train_blocks), tcfg.seed)
     loader = DataLoader(
-        train_blocks, batch_size=tcfg.batch_size, shuffle=True, collate_fn=collator.pad,
+        train_blocks, batch_size=tcfg.batch_size, sampler=sampler, collate_fn=collator.pad,
         num_workers=tcfg.num_workers, persistent_workers=tcfg.num_workers > 0,
+        # its own generator, so creating an iterator never draws from the global RNG (exact resume)
         generator=torch.Generator().manual_seed(tcfg.seed), drop_last=False,
     )
     wrapped = SparseMLM(model, sparse=cfg.model.sparse_head)
@@ -109,23 +133,54 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
     wrapped, optimizer, loader, scheduler = accelerator.prepare(wrapped, optimizer, loader, scheduler)
     eval_batches = fixed_eval_batches(eval_blocks, tokenizer, tcfg.eval_batch_size)
 
-    before = evaluate_mlm(wrapped, eval_batches, accelerator)
-    metrics.write(step=0, split="eval", **before)
-    if main:
-        console.print(f"before training: masked accuracy {before['masked_accuracy']:.3f}, "
-                      f"perplexity {before['perplexity']:,.1f}")
+    world = accelerator.num_processes
+    if checkpoint is not None:
+        state = load_checkpoint(accelerator, checkpoint)
+        schedule.load_state_dict(state.schedule)
+        strategy.load_state_dict(state.strategy)
+        if state.num_processes != world:
+            # the data position is kept in samples, whatever the process count
+            state.batches_in_epoch = state.batches_in_epoch * state.num_processes // world
+            state.num_processes = world
+        before = state.before
+        if main:
+            console.print(f"resumed from {checkpoint} at step {state.step}")
+    else:
+        state = TrainerState(num_processes=world)
+        before = evaluate_mlm(wrapped, eval_batches, accelerator)
+        if is_from_scratch(cfg.model):  # a random model's accuracy means something only next to a trivial predictor's
+            before.update(most_frequent_token_baseline(eval_batches))
+        state.before = before
+        metrics.write(step=0, split="eval", **before)
+        if main:
+            console.print(f"before training: masked accuracy {before['masked_accuracy']:.3f}, "
+                          f"perplexity {before['perplexity']:,.1f}")
+            if "most_frequent_accuracy" in before:
+                console.print(f"most-frequent-token baseline: masked accuracy {before['most_frequent_accuracy']:.3f} "
+                              f"(always {tokenizer.convert_ids_to_tokens(before['most_frequent_token'])!r})")
 
-    step, micro, tokens, loss_value = 0, 0, 0, float("nan")
+    def checkpoint_now() -> Path:
+        state.schedule = schedule.state_dict()
+        state.strategy = strategy.state_dict()
+        return save_checkpoint(accelerator, out, state, config_yaml, tcfg.keep_checkpoints)
+
+    loss_value = float("nan")
     wants_feedback = strategy.wants_feedback
     wrapped.train()
     start = time.perf_counter()
+    prior_seconds = state.train_seconds
+    last_checkpoint_time = start
     window_tokens, window_start, window_loss = 0, start, []
-    with training_progress(console, enabled=main) as progress:
-        task = progress.add_task("pretrain", total=tcfg.max_steps, stats="")
-        while step < tcfg.max_steps:
-            for padded in loader:
+    stop_reason: str | None = None
+    with StopSignals() as signals, training_progress(console, enabled=main) as progress:
+        task = progress.add_task("pretrain", total=tcfg.max_steps, completed=state.step, stats="")
+        while state.step < tcfg.max_steps and stop_reason is None:
+            sampler.set_epoch(state.epoch)
+            epoch_loader = accelerator.skip_first_batches(loader, state.batches_in_epoch) \
+                if state.batches_in_epoch else loader
+            for padded in epoch_loader:
                 with accelerator.accumulate(wrapped):
-                    batch = collator.mask(padded, step, micro % tcfg.grad_accum)
+                    batch = collator.mask(padded, state.step, state.micro_step)
                     batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
                     fwd = wrapped(**batch)
                     accelerator.backward(fwd["loss"])
@@ -138,17 +193,20 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
                     optimizer.step()
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
-                micro += 1
-                n_tokens = int(batch["attention_mask"].sum()) * accelerator.num_processes
-                tokens += n_tokens
+                state.micro_step += 1
+                state.batches_in_epoch += 1
+                n_tokens = int(batch["attention_mask"].sum()) * world
+                state.tokens += n_tokens
                 window_tokens += n_tokens
                 window_loss.append(fwd["loss"].detach())
                 if not accelerator.sync_gradients:
                     continue
-                step += 1
+                state.step += 1
+                step = state.step
+                now = time.perf_counter()
+                state.train_seconds = prior_seconds + (now - start)
                 if step % tcfg.log_every == 0 or step == tcfg.max_steps or step == 1:
                     loss_value = accelerator.reduce(torch.stack(window_loss).mean(), reduction="mean").item()
-                    now = time.perf_counter()
                     rate = window_tokens / max(now - window_start, 1e-9)
                     lr = scheduler.get_last_lr()[0]
                     metrics.write(step=step, split="train", loss=loss_value, lr=lr, mask_ratio=schedule(step - 1),
@@ -158,11 +216,32 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
                 progress.update(task, completed=step)
                 if tcfg.eval_every and step % tcfg.eval_every == 0 and step < tcfg.max_steps:
                     metrics.write(step=step, split="eval", **evaluate_mlm(wrapped, eval_batches, accelerator))
-                if step >= tcfg.max_steps:
+                stop_reason = _stop_reason(signals, budget, state.train_seconds, accelerator)
+                due = (tcfg.checkpoint_every and step % tcfg.checkpoint_every == 0) or (
+                    tcfg.checkpoint_minutes and now - last_checkpoint_time >= tcfg.checkpoint_minutes * 60)
+                if (due or stop_reason) and step < tcfg.max_steps:
+                    checkpoint_now()
+                    last_checkpoint_time = time.perf_counter()
+                if stop_reason or step >= tcfg.max_steps:
                     break
-    train_seconds = time.perf_counter() - start
+            else:
+                state.epoch += 1
+                state.batches_in_epoch = 0
+
+    if stop_reason and stop_reason.startswith("signal"):
+        accelerator.end_training()
+        where = list_checkpoints(out)[-1] if list_checkpoints(out) else out
+        raise TrainingInterrupted(
+            f"stopped by {stop_reason[7:]} at step {state.step}; checkpoint saved to {where}. "
+            f"Resume with: mlmkit pretrain --resume auto output.dir={out} (plus the same recipe and overrides)",
+            signals.received or 0,
+        )
     after = evaluate_mlm(wrapped, eval_batches, accelerator)
-    metrics.write(step=step, split="eval", **after)
+    metrics.write(step=state.step, split="eval", **after)
+    if stop_reason == "time" or (tcfg.checkpoint_every or tcfg.checkpoint_minutes):
+        checkpoint_now()  # the final state, resumable (e.g. with a larger max_steps)
+    if main and stop_reason == "time":
+        console.print(f"[yellow]time budget {tcfg.max_time} reached at step {state.step}[/]")
 
     accelerator.wait_for_everyone()
     if main:
@@ -171,7 +250,23 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
             write_text_atomic(out / "masking_state.json", json.dumps(strategy.state_dict()))
     accelerator.end_training()
     return PretrainResult(
-        output_dir=str(out), steps=step, train_seconds=train_seconds,
-        tokens_per_second=tokens / max(train_seconds, 1e-9), before=before, after=after,
-        final_loss=loss_value if not math.isnan(loss_value) else float("nan"), data=data_stats,
+        output_dir=str(out), steps=state.step, train_seconds=state.train_seconds,
+        tokens_per_second=state.tokens / max(state.train_seconds, 1e-9), before=before, after=after,
+        final_loss=loss_value, data=data_stats,
     )
+
+
+def _stop_reason(signals: StopSignals, budget: float | None, seconds: float, accelerator: Any) -> str | None:
+    """'signal SIGTERM' / 'time' / None, agreed by all processes so they stop at the same step."""
+    import signal as signal_module
+
+    code = 0
+    if signals.received is not None:
+        code = 1000 + int(signals.received)
+    elif budget is not None and seconds >= budget:
+        code = 1
+    if accelerator.num_processes > 1:
+        code = int(accelerator.reduce(torch.tensor(code, device=accelerator.device), reduction="max").item())
+    if code >= 1000:
+        return f"signal {signal_module.Signals(code - 1000).name}"
+    return "time" if code == 1 else None
