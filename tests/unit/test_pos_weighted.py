@@ -222,3 +222,35 @@ def test_missing_spacy_model_is_a_user_error():
     assert "en_core_web_nonexistent_xx" in message and "pip install" in message and "spacy download" in message
     with pytest.raises(UserError, match="momentum"):
         build_strategy({"name": "pos_weighted", "momentum": 1.5})
+
+
+def _observe_in_process(rank, init_file, results):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        s = PosWeightedMasking()
+        batch = feedback_batch()
+        # rank 0 sees NOUN losses 2 and 4, rank 1 sees 6 and 8; only rank 0 predicts a DET
+        losses = torch.tensor([[0.0, 2.0, 4.0, 1.0, 0.0, 0.0]]) if rank == 0 else \
+            torch.tensor([[0.0, 6.0, 8.0, 0.0, 0.0, 0.0]])
+        labels = batch["labels"].clone()
+        if rank == 1:
+            labels[0, 3] = -100
+        s.observe({**batch, "labels": labels}, losses)
+        results[rank] = s.state_dict()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_statistics_are_shared_across_processes(tmp_path):
+    import torch.multiprocessing as mp
+
+    with mp.Manager() as manager:
+        results = manager.dict()
+        mp.start_processes(_observe_in_process, args=(str(tmp_path / "init"), results), nprocs=2, join=True,
+                           start_method="fork")
+        states = dict(results)
+    assert states[0] == states[1]
+    assert states[0]["classes"]["NOUN"] == {"loss": pytest.approx(5.0), "updates": 1}
+    assert states[0]["classes"]["DET"] == {"loss": pytest.approx(1.0), "updates": 1}

@@ -43,8 +43,10 @@ What happens, and when:
 Training logs (``metrics.jsonl``) get ``realized_ratio`` (predicted over maskable
 tokens since the previous log line) and ``pos_loss/<TAG>`` for every class seen. The
 statistics are the strategy's :meth:`~PosWeightedMasking.state_dict` (plain JSON),
-saved with checkpoints and restored on resume. Each data-parallel process keeps its own
-statistics from its own batches.
+saved with checkpoints and restored on resume. With several data-parallel processes the
+per-class sums and counts are summed over processes before each update, so every
+process holds the same statistics. With momentum 0.999 the statistics remember about
+the last thousand steps; for short runs a lower momentum (e.g. 0.99) reacts sooner.
 
 Parameters (recipe ``masking`` section):
 
@@ -187,6 +189,24 @@ def align_pos_to_tokens(
     return resolved
 
 
+def all_processes_sum(sums: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum per-class loss sums and counts over data-parallel processes (no-op in a single process).
+
+    Every process then applies the same update, so all hold the same statistics and
+    draw masks from the same weights, and a checkpoint (written by the main process)
+    resumes every process exactly.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return sums, counts
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    both = torch.stack([sums, counts]).to(device)
+    dist.all_reduce(both)
+    both = both.cpu()
+    return both[0], both[1]
+
+
 class PosWeightedMasking(MaskingStrategy):
     """Sample whole words with weights from their POS class's running MLM loss (PTW masking).
 
@@ -288,12 +308,13 @@ class PosWeightedMasking(MaskingStrategy):
             predicted = token_losses != 0
         use = predicted & (pos >= 0)
         classes = pos[use]
-        if classes.numel() == 0:
-            return
         n = len(UPOS_TAGS)
         sums = torch.zeros(n, dtype=torch.float64).index_add_(0, classes, token_losses[use])
-        counts = torch.bincount(classes, minlength=n)
+        counts = torch.bincount(classes, minlength=n).to(torch.float64)
+        sums, counts = all_processes_sum(sums, counts)
         present = counts > 0
+        if not bool(present.any()):
+            return
         means = sums[present] / counts[present]
         first = self.updates[present] == 0
         previous = self.loss_ema[present]
