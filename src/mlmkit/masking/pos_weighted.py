@@ -10,8 +10,8 @@ masked content; its companion is the masking-ratio decay schedule, ``masking.sch
 
 What happens, and when:
 
-* **Once, at data preparation** (with tokenization, cached with the tokenized corpus,
-  never per batch): a spaCy pipeline tags each document with universal POS tags
+* **Once, at data preparation** (during tokenization, which ``datasets`` caches for
+  file corpora; never per batch): a spaCy pipeline (as in the authors' code) tags each document with universal POS tags
   (``token.pos_``: ADJ, ADP, ADV, AUX, CCONJ, DET, INTJ, NOUN, NUM, PART, PRON, PROPN,
   PUNCT, SCONJ, SYM, VERB, X, plus spaCy's SPACE). Only the components POS tags need
   run (tok2vec/transformer, tagger or morphologizer, attribute_ruler), batched through
@@ -22,7 +22,7 @@ What happens, and when:
 * **After every forward pass** the training loop calls :meth:`PosWeightedMasking.observe`
   with the per-token loss. For every class ``c`` present among the predicted tokens,
   with ``x_c`` its mean loss in the batch, the statistic is an exponential moving
-  average with momentum ``m`` (0.999, as in the paper)::
+  average with momentum ``m`` (0.999, the value in the authors' released code)::
 
       L_c <- m * L_c + (1 - m) * x_c      (L_c <- x_c the first time c is seen)
 
@@ -261,6 +261,9 @@ class PosWeightedMasking(MaskingStrategy):
         offsets = encodings.get("offset_mapping") if hasattr(encodings, "get") else None
         if offsets is None:
             raise UserError("pos_weighted masking needs a fast tokenizer (character offsets to align POS tags)")
+        longest = max(map(len, texts), default=0)
+        if longest >= self.nlp.max_length:  # tagging alone needs little memory; spaCy's guard is for the parser
+            self.nlp.max_length = longest + 1
         out: list[list[int]] = []
         for i, doc in enumerate(self.nlp.pipe(texts, batch_size=self.spacy_batch_size)):
             text = texts[i]
