@@ -6,6 +6,7 @@ import typer
 
 from mlmkit import __version__
 from mlmkit.cli import finetune, masking
+from mlmkit.cli import tokenizer as tokenizer_cli
 from mlmkit.cli.fill_mask import fill_mask_command
 from mlmkit.cli.pretrain import pretrain_command
 
@@ -19,6 +20,7 @@ app.command("pretrain")(pretrain_command)
 app.command("fill-mask")(fill_mask_command)
 app.add_typer(finetune.app, name="finetune")
 app.add_typer(masking.app, name="masking")
+app.add_typer(tokenizer_cli.app, name="tokenizer")
 
 
 def _version(value: bool) -> None:

@@ -34,7 +34,8 @@ def load_tokenizer(name: str, revision: str | None = None, trust_remote_code: bo
     """Load a tokenizer; a missing mask token is a user error when ``require_mask``."""
     from transformers import AutoTokenizer
 
-    resolved = resolve_model_name(name)
+    path = Path(name).expanduser()
+    resolved = str(path) if path.is_dir() else resolve_model_name(name)  # a tokenizer directory has no config.json
     try:
         tokenizer = AutoTokenizer.from_pretrained(resolved, revision=revision, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
@@ -51,8 +52,12 @@ def load_mlm_model(model_cfg: Any) -> tuple[Any, Any, list[str]]:
     names the weights the checkpoint did not hold (for example a fresh MLM head when
     continuing from an encoder-only checkpoint).
     """
-    from transformers import AutoConfig, AutoModelForMaskedLM
+    from transformers import AutoModelForMaskedLM
 
+    from mlmkit.modeling.presets import build_scratch_model, is_from_scratch
+
+    if is_from_scratch(model_cfg):  # presets, config files, overrides; sized to the tokenizer
+        return build_scratch_model(model_cfg)
     name = resolve_model_name(model_cfg.name_or_path)
     tokenizer = load_tokenizer(model_cfg.tokenizer or model_cfg.name_or_path, model_cfg.revision,
                                model_cfg.trust_remote_code)
@@ -60,18 +65,8 @@ def load_mlm_model(model_cfg: Any) -> tuple[Any, Any, list[str]]:
     if model_cfg.attn_implementation:
         kwargs["attn_implementation"] = model_cfg.attn_implementation
     try:
-        if model_cfg.from_scratch:
-            config = AutoConfig.from_pretrained(name, revision=model_cfg.revision,
-                                                trust_remote_code=model_cfg.trust_remote_code)
-            config.vocab_size = max(config.vocab_size, len(tokenizer))
-            model = AutoModelForMaskedLM.from_config(
-                config, trust_remote_code=model_cfg.trust_remote_code,
-                **({"attn_implementation": model_cfg.attn_implementation} if model_cfg.attn_implementation else {}),
-            )
-            fresh = ["all weights (from scratch)"]
-        else:
-            model, info = AutoModelForMaskedLM.from_pretrained(name, output_loading_info=True, **kwargs)
-            fresh = sorted(info.get("missing_keys", []))
+        model, info = AutoModelForMaskedLM.from_pretrained(name, output_loading_info=True, **kwargs)
+        fresh = sorted(info.get("missing_keys", []))
     except ValueError as exc:
         if "Unrecognized configuration" in str(exc) or "masked" in str(exc).lower():
             raise UserError(f"{name!r} has no masked-language-model architecture: {str(exc).splitlines()[0]}") from exc

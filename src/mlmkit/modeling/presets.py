@@ -1,0 +1,181 @@
+"""Architecture presets for pre-training from scratch, and building such a model.
+
+Sizes follow Turc et al. (2019, "Well-Read Students Learn Better", the BERT-tiny ...
+BERT-medium family) and BERT-base; each has a RoBERTa-style twin (position ids offset
+past the padding id, one token type, LayerNorm eps 1e-5). Any config field can be
+overridden (``model.config_overrides``); a model config file or a checkpoint/Hub name
+in ``model.name_or_path`` can be used instead of a preset. The vocabulary size and the
+special-token ids always come from the tokenizer, so model and tokenizer agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlmkit.errors import UserError
+
+#: files whose presence means a directory holds a tokenizer
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
+                   "sentencepiece.bpe.model")
+#: model types whose tokenizers use RoBERTa's special tokens
+ROBERTA_TYPES = ("roberta", "xlm-roberta", "camembert", "roberta-prelayernorm", "longformer")
+#: longest sequence a preset model accepts (special tokens included)
+MAX_LENGTH = 512
+
+
+@dataclass(frozen=True)
+class Preset:
+    """An encoder size: layers, hidden width, attention heads, feed-forward width."""
+
+    family: str
+    layers: int
+    hidden: int
+    heads: int
+    ffn: int
+
+    def describe(self) -> str:
+        """A short human-readable size."""
+        return f"{self.layers} layers, hidden {self.hidden}, {self.heads} heads, ffn {self.ffn}"
+
+
+_SIZES = {"tiny": (2, 128, 2, 512), "mini": (4, 256, 4, 1024), "small": (4, 512, 8, 2048),
+          "medium": (8, 512, 8, 2048), "base": (12, 768, 12, 3072)}
+PRESETS: dict[str, Preset] = {
+    f"{family}-{size}": Preset(family, *dims) for family in ("bert", "roberta") for size, dims in _SIZES.items()
+}
+
+
+def preset_names() -> list[str]:
+    """All preset names, smallest first within each family."""
+    return list(PRESETS)
+
+
+def get_preset(name: str) -> Preset:
+    """Look a preset up; an unknown name is a UserError listing the presets."""
+    try:
+        return PRESETS[name.lower()]
+    except KeyError:
+        raise UserError(f"unknown model preset {name!r}; presets: {', '.join(PRESETS)}") from None
+
+
+def is_from_scratch(model_cfg: Any) -> bool:
+    """True when the model starts from random weights (``from_scratch`` or a preset)."""
+    return bool(model_cfg.from_scratch or getattr(model_cfg, "preset", None))
+
+
+def _is_config_file(name: str) -> bool:
+    return name.endswith(".json") and Path(name).expanduser().is_file()
+
+
+def source_has_tokenizer(name_or_path: str) -> bool:
+    """Whether ``name_or_path`` provides a tokenizer (a config file or a config-only directory does not).
+
+    Hub names are assumed to have one; loading says otherwise if they don't.
+    """
+    from mlmkit.config.schema import EMBEDDED
+
+    if name_or_path == EMBEDDED:
+        return True
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return False
+    if path.is_dir():
+        return any((path / f).is_file() for f in TOKENIZER_FILES)
+    return True
+
+
+def _base_config(model_cfg: Any):
+    """The architecture config before overrides: a preset, a config file, or a checkpoint's config."""
+    from transformers import AutoConfig, BertConfig, RobertaConfig
+
+    from mlmkit.modeling.loading import _hub_error, resolve_model_name
+
+    preset_name = getattr(model_cfg, "preset", None)
+    if preset_name:
+        preset = get_preset(preset_name)
+        common = dict(num_hidden_layers=preset.layers, hidden_size=preset.hidden, num_attention_heads=preset.heads,
+                      intermediate_size=preset.ffn)
+        if preset.family == "roberta":
+            return RobertaConfig(type_vocab_size=1, layer_norm_eps=1e-5, **common)
+        return BertConfig(max_position_embeddings=MAX_LENGTH, **common)
+    name = model_cfg.name_or_path
+    source = str(Path(name).expanduser()) if _is_config_file(name) else resolve_model_name(name)
+    try:
+        return AutoConfig.from_pretrained(source, revision=model_cfg.revision,
+                                          trust_remote_code=model_cfg.trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise _hub_error("model config", name, exc) from exc
+
+
+def model_family(model_cfg: Any) -> str:
+    """``roberta`` or ``bert``: whose special tokens a tokenizer trained for this model should use."""
+    preset_name = getattr(model_cfg, "preset", None)
+    if preset_name:
+        return get_preset(preset_name).family
+    model_type = getattr(_base_config(model_cfg), "model_type", "")
+    return "roberta" if model_type in ROBERTA_TYPES else "bert"
+
+
+def _apply_overrides(config: Any, overrides: dict[str, Any]) -> None:
+    known = config.to_dict()
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        valid = ", ".join(sorted(k for k in known if not k.startswith("_") and k != "transformers_version"))
+        raise UserError(f"unknown model config field(s) {', '.join(unknown)} in model.config_overrides; "
+                        f"{type(config).__name__} has: {valid}")
+    for key, value in overrides.items():
+        setattr(config, key, value)
+
+
+def scratch_config(model_cfg: Any, tokenizer: Any):
+    """The config of a from-scratch model: preset/config + overrides, sized and labelled by ``tokenizer``.
+
+    ``vocab_size`` is the tokenizer's length (an override may only make it larger, e.g. to
+    pad to a multiple of 64); ``pad``/``bos``/``eos`` ids are the tokenizer's (``bos``/``eos``
+    are ``[CLS]``/``[SEP]`` for BERT-style tokenizers, which have no separate ones). For
+    RoBERTa-style models the position table is widened by ``pad_token_id + 1``, the offset
+    RoBERTa's position ids start at.
+    """
+    config = _base_config(model_cfg)
+    overrides = dict(getattr(model_cfg, "config_overrides", None) or {})
+    _apply_overrides(config, overrides)
+    size = len(tokenizer)
+    vocab = int(overrides.get("vocab_size", size))
+    if vocab < size:
+        raise UserError(f"model.config_overrides.vocab_size={vocab} is smaller than the tokenizer's {size} tokens")
+    config.vocab_size = vocab
+    config.pad_token_id = tokenizer.pad_token_id
+    config.bos_token_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id
+    config.eos_token_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+    if getattr(model_cfg, "preset", None) and config.model_type == "roberta" \
+            and "max_position_embeddings" not in overrides:
+        config.max_position_embeddings = MAX_LENGTH + (config.pad_token_id or 0) + 1
+    return config
+
+
+def build_scratch_model(model_cfg: Any) -> tuple[Any, Any, list[str]]:
+    """``(model, tokenizer, fresh)`` for a randomly initialised MLM model (see :func:`scratch_config`)."""
+    from transformers import AutoModelForMaskedLM
+
+    from mlmkit.modeling.loading import load_tokenizer
+
+    if getattr(model_cfg, "preset", None) and not model_cfg.tokenizer:
+        get_preset(model_cfg.preset)
+        raise UserError("a preset has no tokenizer: set model.tokenizer, or run `mlmkit pretrain`, which trains one "
+                        "on the corpus (see the tokenizer section)")
+    if not model_cfg.tokenizer and not source_has_tokenizer(model_cfg.name_or_path):
+        raise UserError(f"{model_cfg.name_or_path} has no tokenizer: set model.tokenizer, or let `mlmkit pretrain` "
+                        "train one")
+    tokenizer = load_tokenizer(model_cfg.tokenizer or model_cfg.name_or_path, model_cfg.revision,
+                               model_cfg.trust_remote_code)
+    config = scratch_config(model_cfg, tokenizer)
+    kwargs: dict[str, Any] = {"trust_remote_code": model_cfg.trust_remote_code}
+    if model_cfg.attn_implementation:
+        kwargs["attn_implementation"] = model_cfg.attn_implementation
+    try:
+        model = AutoModelForMaskedLM.from_config(config, **kwargs)
+    except ValueError as exc:
+        raise UserError(f"cannot build the model: {str(exc).splitlines()[0]}") from exc
+    return model, tokenizer, ["all weights (from scratch)"]

@@ -1,0 +1,1 @@
+"""Train tokenizers from a corpus and extend an existing tokenizer's vocabulary."""
