@@ -24,15 +24,22 @@ def resolve_mixed_precision(requested: str) -> str:
 
 
 def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW with no decay on biases and norm weights; fused kernels on CUDA, foreach elsewhere."""
+    """AdamW with no decay on biases and norm weights, using the fused kernel where torch has one.
+
+    The fused kernel updates each tensor in one pass; on CPU it is several times faster
+    than the foreach implementation (which materialises every intermediate), and for a
+    small encoder the optimizer step is a sizeable share of the training step. The model
+    usually still sits on the CPU here (Accelerate moves it later), so the choice is made
+    by device type rather than by where the weights are now.
+    """
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    on_cuda = any(p.is_cuda for p in decay + no_decay)
-    return torch.optim.AdamW(groups, lr=lr, fused=on_cuda or None, foreach=None if on_cuda else True)
+    fusable = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in decay + no_decay)
+    return torch.optim.AdamW(groups, lr=lr, fused=True if fusable else None, foreach=None if fusable else True)
 
 
 def build_lr_scheduler(name: str, optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float,
