@@ -47,6 +47,8 @@ def train_command(
         round_to=64 if round_size else 1, model_max_length=max_length,
     )
     summary = trained.summary(output)
+    if summary["note"]:
+        err_console.print(f"[yellow]note:[/] {summary['note']}")
     if as_json:
         print_json(summary)
         return
@@ -57,8 +59,6 @@ def train_command(
     table.add_row("documents", f"{summary['documents']:,} in {summary['seconds']:.1f} s")
     table.add_row("special token ids", ", ".join(f"{k}={v}" for k, v in summary["special_token_ids"].items()))
     out_console.print(table)
-    if summary["note"]:
-        err_console.print(f"[yellow]note:[/] {summary['note']}")
 
 
 @app.command("extend")
@@ -84,6 +84,9 @@ def extend_command(
     quiet_libraries()
     result = extend_vocabulary_on_corpus(model, corpus, add, output, text_column=text_column, split=split,
                                          max_documents=max_documents, min_count=min_count, overwrite=overwrite)
+    if len(result.words) < add:
+        err_console.print(f"[yellow]note:[/] only {len(result.words)} words seen at least {min_count} times are split "
+                          f"by the tokenizer (asked for {add})")
     if as_json:
         print_json(asdict(result))
         return
@@ -94,7 +97,5 @@ def extend_command(
     for word in result.words:
         table.add_row(str(word.token_id), word.word, f"{word.count:,}", " ".join(word.pieces))
     out_console.print(table)
-    if len(result.words) < add:
-        err_console.print(f"[yellow]note:[/] only {len(result.words)} words seen at least {min_count} times are split "
-                          f"by the tokenizer (asked for {add})")
-    out_console.print(f"ready for pre-training: mlmkit pretrain model.name_or_path={result.output_dir}")
+    out_console.print(f"ready for pre-training: mlmkit pretrain model.name_or_path={result.output_dir}",
+                      soft_wrap=True, highlight=False)

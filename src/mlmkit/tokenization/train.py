@@ -323,9 +323,11 @@ def train_tokenizer_on_corpus(
     """
     from mlmkit.training.run_dir import prepare_output_dir
 
-    for key in ("kind", "family"):  # fail before reading a large corpus
-        if key in options:
-            check_choice(options[key], TOKENIZER_TYPES if key == "kind" else tuple(FAMILIES), f"tokenizer {key}")
+    # fail before reading a large corpus
+    if "kind" in options:
+        check_choice(options["kind"], TOKENIZER_TYPES, "tokenizer type")
+    if "family" in options:
+        check_choice(options["family"], tuple(FAMILIES), "tokenizer family")
     corpus = load_corpora(sources, text_column, split, config_name, max_documents)
     out = prepare_output_dir(output_dir, overwrite)
     trained = train_tokenizer(iter_text_batches(corpus), total=len(corpus), console=console, batched=True,
