@@ -109,6 +109,12 @@ def test_single_class_and_empty_data_are_errors(tmp_path):
         load_labelled_splits(FinetuneDataConfig(dataset=str(empty)), seed=0)
 
 
+def test_a_column_of_unique_values_is_not_a_label_column(tmp_path):
+    csv = write_csv(tmp_path / "d.csv", [(f"text {i}", i * 0.5) for i in range(40)])
+    with pytest.raises(UserError, match="40 distinct values in 40 rows"):
+        load_labelled_splits(FinetuneDataConfig(dataset=str(csv)), seed=0)
+
+
 def test_class_too_small_to_split_is_a_user_error(tmp_path):
     csv = write_csv(tmp_path / "d.csv", imbalanced_rows({"a": 20, "b": 1}))
     with pytest.raises(UserError, match="b 1"):

@@ -139,6 +139,10 @@ def encode_labels(dataset: Any, text_column: str, label_column: str, source: str
         names = list(known_names)
     elif names is None:
         observed = {strings[i] for i in keep}
+        if len(keep) >= 20 and len(observed) > len(keep) // 2:
+            raise UserError(f"the label column {label_column!r} of {source} has {len(observed):,} distinct values "
+                            f"in {len(keep):,} rows, which does not look like class labels; choose another column "
+                            "with --label-column")
         names = sorted(observed, key=int) if numeric else sorted(observed)
     index = {name: i for i, name in enumerate(names)}
     features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=names)})

@@ -59,11 +59,14 @@ class FinetuneResult:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-def load_sequence_classifier(model_cfg: ModelConfig, label_names: list[str]):
+def load_sequence_classifier(model_cfg: ModelConfig, label_names: list[str]) -> tuple[Any, list[str]]:
     """``AutoModelForSequenceClassification`` with a fresh head sized and named for ``label_names``.
 
     Loading an MLM or plain encoder checkpoint keeps the encoder weights; a checkpoint that
     already has a classification head of another size gets a new one.
+
+    Returns:
+        ``(model, newly_initialised_weight_names)``.
     """
     from transformers import AutoModelForSequenceClassification
 
@@ -81,7 +84,7 @@ def load_sequence_classifier(model_cfg: ModelConfig, label_names: list[str]):
     if model_cfg.from_scratch:
         raise UserError("model.from_scratch is for pre-training; fine-tuning starts from a trained encoder")
     try:
-        return AutoModelForSequenceClassification.from_pretrained(name, **kwargs)
+        model, info = AutoModelForSequenceClassification.from_pretrained(name, output_loading_info=True, **kwargs)
     except ValueError as exc:
         raise UserError(f"cannot load {model_cfg.name_or_path!r} for sequence classification: "
                         f"{str(exc).strip().splitlines()[0]}") from exc
@@ -89,6 +92,9 @@ def load_sequence_classifier(model_cfg: ModelConfig, label_names: list[str]):
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"cannot load model {model_cfg.name_or_path!r} (not a local directory, and the Hub load "
                         f"failed: {detail})") from exc
+    fresh = sorted(set(info.get("missing_keys", [])) | {str(k[0]) if isinstance(k, tuple) else str(k)
+                                                         for k in info.get("mismatched_keys", [])})
+    return model, fresh
 
 
 def _classification_tokenizer(model_cfg: ModelConfig):
@@ -162,7 +168,9 @@ def finetune_classifier(cfg: FinetuneConfig, console: Console | None = None) -> 
         train_set = tokenize_labelled(splits.train, tokenizer, max_length)
         eval_set = tokenize_labelled(splits.eval, tokenizer, max_length)
     names = splits.label_names
-    model = load_sequence_classifier(cfg.model, names)
+    model, fresh = load_sequence_classifier(cfg.model, names)
+    if fresh and main:
+        console.print(f"[dim]newly initialised weights: {', '.join(fresh[:4])}{' ...' if len(fresh) > 4 else ''}")
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
 
