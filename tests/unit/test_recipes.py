@@ -21,3 +21,18 @@ def test_recipe_loads(path):
     if path.parent.name == "pretrain":
         get_strategy_class(cfg.masking.get("name", "random"))
         assert cfg.train.max_steps > 0
+
+
+ACCELERATE = sorted((recipes_root() / "accelerate").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", ACCELERATE, ids=lambda p: p.name)
+def test_accelerate_configs_are_valid(path):
+    import yaml
+    from accelerate.utils import DistributedType
+
+    text = path.read_text()
+    assert text.startswith("#") and "mlmkit pretrain --accelerate-config" in text
+    config = yaml.safe_load(text)
+    assert config["distributed_type"] in {t.value for t in DistributedType}
+    assert config["num_processes"] >= 1 and config["mixed_precision"] in {"no", "bf16", "fp16"}
