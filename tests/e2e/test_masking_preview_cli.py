@@ -32,7 +32,7 @@ def test_ls_lists_every_strategy_with_parameters_and_papers():
                                           "geometric_p": 0.2, "min_span": 1, "max_span": 10}
     assert rows["token_weighted"]["parameters"]["weights_file"] is None
     assert rows["content_word"]["parameters"]["function_weight"] == 0.25
-    assert all(row["description"] and row["paper"] for row in rows.values())
+    assert all(rows[name]["description"] and rows[name]["paper"] for name in _BUILTINS)
     assert "SpanBERT" in rows["span"]["paper"] and "InforMask" in rows["token_weighted"]["paper"]
 
 

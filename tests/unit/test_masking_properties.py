@@ -174,7 +174,10 @@ def test_span_length_sampler_matches_clipped_geometric():
 def test_masked_spans_have_mean_length_3_8_words():
     """Spans chosen by SpanMasking, in words, over many draws: geometric(0.2) clipped to 10."""
     batch_size, length = 32, 512
-    words = (torch.arange(length).repeat(batch_size, 1) + 1) // 2  # two tokens per word: spans count words
+    # SpanBERT's setting: 512-token blocks; every third word has two sub-tokens (about 1.3 tokens a
+    # word, like English WordPiece), so lengths must be counted in words, not tokens
+    pattern = torch.tensor([0, 1, 2, 2])  # word index offsets within a repeating group of 3 words
+    words = (torch.arange(length) // 4 * 3 + pattern[torch.arange(length) % 4]).repeat(batch_size, 1)
     special = torch.zeros(batch_size, length, dtype=torch.bool)
     special[:, 0] = special[:, -1] = True
     words = words.masked_fill(special, -1)
@@ -185,8 +188,10 @@ def test_masked_spans_have_mean_length_3_8_words():
         selection = strategy.select(batch, 0.15, torch.Generator().manual_seed(seed))
         assert _per_group_uniform(selection.predicted, words, words >= 0)
         keys = (torch.arange(batch_size).unsqueeze(1) * length + selection.units.clamp(min=0))[selection.predicted]
-        tokens_per_span = torch.bincount(keys)
-        span_words.append(tokens_per_span[tokens_per_span > 0] // 2)
+        word_keys = (torch.arange(batch_size).unsqueeze(1) * length + words.clamp(min=0))[selection.predicted]
+        span_of_word = torch.unique(torch.stack([keys, word_keys]), dim=1)[0]  # one entry per (span, word)
+        words_per_span = torch.bincount(span_of_word)
+        span_words.append(words_per_span[words_per_span > 0])
     spans = torch.cat(span_words).double()
     assert spans.numel() > 2000
     assert spans.min() >= 1 and spans.max() <= 10

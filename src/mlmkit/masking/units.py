@@ -17,12 +17,25 @@ from __future__ import annotations
 
 import torch
 
-from mlmkit.masking.base import Selection, run_starts, run_unit_ids
+from mlmkit.masking.base import Selection, run_starts
 
 
 def candidate_mask(batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Positions that may be predicted: every real token that is not special (``(B, L)`` bool)."""
     return ~batch["special_tokens_mask"]
+
+
+def first_positions(group_ids: torch.Tensor) -> torch.Tensor:
+    """Map each position to the first position of its run of equal non-negative ids (-1 where id < 0).
+
+    Same result as :func:`~mlmkit.masking.base.run_unit_ids`, in fewer tensor operations
+    (this runs on every batch).
+    """
+    invalid = group_ids < 0
+    previous = torch.nn.functional.pad(group_ids[:, :-1], (1, 0), value=-1)
+    starts = (group_ids != previous) & ~invalid
+    positions = torch.arange(group_ids.shape[1], device=group_ids.device)
+    return (starts * positions).cummax(dim=1).values.masked_fill_(invalid, -1)
 
 
 def word_unit_ids(batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -32,15 +45,14 @@ def word_unit_ids(batch: dict[str, torch.Tensor]) -> torch.Tensor:
     unique per document when packing), so this works for WordPiece, byte-level BPE
     and Unigram alike.
     """
-    words = torch.where(candidate_mask(batch), batch["word_ids"], torch.full_like(batch["word_ids"], -1))
-    return run_unit_ids(words)
+    return first_positions(batch["word_ids"].masked_fill(batch["special_tokens_mask"], -1))
 
 
 def word_ranks(unit_ids: torch.Tensor) -> torch.Tensor:
     """Ordinal of each position's unit within its row (0, 1, 2, ...), -1 where ``unit_ids`` is -1."""
     starts = run_starts(unit_ids)
     ranks = starts.long().cumsum(dim=1) - 1
-    return torch.where(unit_ids >= 0, ranks, torch.full_like(ranks, -1))
+    return ranks.masked_fill_(unit_ids < 0, -1)
 
 
 def unit_sizes(unit_ids: torch.Tensor) -> torch.Tensor:
@@ -92,42 +104,50 @@ def pick_units(
         ``(B, L)`` bool, True at every position of every chosen unit.
     """
     valid = unit_ids >= 0
-    sizes = unit_sizes(unit_ids)
-    is_unit = sizes > 0
+    safe_ids = unit_ids.clamp(min=0)
+    sizes = torch.zeros_like(unit_ids).scatter_add_(1, safe_ids, valid.long())
     draw = torch.rand(unit_ids.shape, generator=generator)
     if weights is None:
         keys = draw
     else:
-        weights = weights.to(torch.float32)
-        is_unit = is_unit & (weights > 0)
-        keys = -torch.log1p(-draw) / weights.clamp(min=torch.finfo(torch.float32).tiny)
-    keys = keys.masked_fill(~is_unit, float("inf"))
-    order = keys.argsort(dim=1)
-    sorted_sizes = sizes.gather(1, order).masked_fill(~is_unit.gather(1, order), 0).double()
+        sizes = sizes.masked_fill_(weights <= 0, 0)
+        keys = torch.log1p(-draw).div_(weights.to(torch.float32).clamp(min=torch.finfo(torch.float32).tiny)).neg_()
+    keys = keys.masked_fill_(sizes == 0, float("inf"))  # positions that are no unit's id sort last
+    budget = budget.double()
+    length = unit_ids.shape[1]
+    # Units have at least one token, so the fitting prefix holds at most floor(budget) units and
+    # the straddler is next: the smallest floor(budget) + 1 keys suffice, a partial sort (topk),
+    # much cheaper than sorting the whole row when the ratio is small.
+    needed = int(budget.max().item()) + 1 if budget.numel() else 1
+    if fill_rounds == 0 and 2 * needed < length:
+        order = keys.topk(needed, dim=1, largest=False, sorted=True).indices
+    else:
+        order = keys.argsort(dim=1)
+    # from here on tensors are (B, needed): small
+    sorted_sizes = sizes.gather(1, order)
+    is_unit = sorted_sizes > 0
     # the longest prefix of the order that fits in the budget
-    take = (sorted_sizes > 0) & (sorted_sizes.cumsum(dim=1) <= budget.double().unsqueeze(1))
-    remaining = budget.double() - torch.where(take, sorted_sizes, torch.zeros_like(sorted_sizes)).sum(dim=1)
+    take = is_unit & (sorted_sizes.cumsum(dim=1) <= budget.unsqueeze(1))
+    remaining = budget - (sorted_sizes * take).sum(dim=1)
     for _ in range(fill_rounds):
         # take, in order, the units that still fit, while the running count stays within what is left
-        fits = ~take & (sorted_sizes > 0) & (sorted_sizes <= remaining.unsqueeze(1))
-        running = torch.where(fits, sorted_sizes, torch.zeros_like(sorted_sizes)).cumsum(dim=1)
-        new = fits & (running <= remaining.unsqueeze(1))
+        fits = ~take & is_unit & (sorted_sizes <= remaining.unsqueeze(1))
+        new = fits & ((sorted_sizes * fits).cumsum(dim=1) <= remaining.unsqueeze(1))
         take |= new
-        remaining = remaining - torch.where(new, sorted_sizes, torch.zeros_like(sorted_sizes)).sum(dim=1)
+        remaining = remaining - (sorted_sizes * new).sum(dim=1)
     # the next unit in order straddles what is left: take it with probability left / size (unbiased)
-    untaken = ~take & (sorted_sizes > 0)
-    straddler = untaken & (untaken.long().cumsum(dim=1) == 1)
-    straddler_size = torch.where(straddler, sorted_sizes, torch.zeros_like(sorted_sizes)).sum(dim=1)
+    untaken = ~take & is_unit
+    straddler = untaken & (untaken.cumsum(dim=1) == 1)
+    straddler_size = (sorted_sizes * straddler).sum(dim=1)
     dither = torch.rand(remaining.shape, generator=generator, dtype=torch.float64)
     take |= straddler & (dither * straddler_size < remaining).unsqueeze(1)
     chosen = torch.zeros_like(valid).scatter_(1, order, take)
-    return chosen.gather(1, unit_ids.clamp(min=0)) & valid
+    return chosen.gather(1, safe_ids).logical_and_(valid)
 
 
 def unit_selection(unit_ids: torch.Tensor, predicted: torch.Tensor) -> Selection:
     """A :class:`Selection` whose corruption is decided once per chosen unit."""
-    units = torch.where(predicted, unit_ids, torch.full_like(unit_ids, -1))
-    return Selection(predicted=predicted, units=units)
+    return Selection(predicted=predicted, units=unit_ids.masked_fill(~predicted, -1))
 
 
 def select_units(
