@@ -59,6 +59,8 @@ class PretrainDataConfig:
     """Use only the first N documents (quick experiments)."""
     num_proc: int | None = None
     """Processes for tokenization; None tokenizes in this process."""
+    streaming: bool = False
+    """Read, tokenize and pack the corpus lazily (larger than memory or disk); read in order, not shuffled."""
 
 
 @dataclass

@@ -54,10 +54,18 @@ def tokenize_corpus(dataset, tokenizer, strategy=None, num_proc: int | None = No
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # long documents are fine here: they get packed, not truncated
     try:
-        return dataset.map(encode, batched=True, remove_columns=dataset.column_names, num_proc=num_proc,
-                           desc="tokenizing")
+        return _map(dataset, encode, remove_columns=dataset.column_names, num_proc=num_proc, desc="tokenizing")
     finally:
         hf_logging.set_verbosity(verbosity)
+
+
+def _map(dataset, fn, num_proc=None, desc=None, **kwargs):
+    """``dataset.map(batched=True)`` for both map-style and streamed (iterable) datasets."""
+    import datasets
+
+    if isinstance(dataset, datasets.IterableDataset):
+        return dataset.map(fn, batched=True, **kwargs)  # lazy: runs as the stream is read
+    return dataset.map(fn, batched=True, num_proc=num_proc, desc=desc, **kwargs)
 
 
 def pack_blocks(tokenized, block_size: int, group_features: tuple[str, ...] = (), num_proc: int | None = None):
@@ -69,10 +77,10 @@ def pack_blocks(tokenized, block_size: int, group_features: tuple[str, ...] = ()
     """
     if block_size < 2:
         raise UserError("data.max_seq_length must be at least 2")
-    columns = tokenized.column_names
     groups = set(GROUP_FEATURES) | set(group_features)
 
     def pack(batch: dict[str, list]) -> dict[str, list]:
+        columns = list(batch)
         flat: dict[str, list[int]] = {c: [] for c in columns}
         next_id = dict.fromkeys(groups, 0)
         for doc in range(len(batch["input_ids"])):
@@ -86,7 +94,7 @@ def pack_blocks(tokenized, block_size: int, group_features: tuple[str, ...] = ()
         total = len(flat["input_ids"])
         return {c: [flat[c][i:i + block_size] for i in range(0, total, block_size)] for c in columns}
 
-    return tokenized.map(pack, batched=True, batch_size=PACK_CHUNK, num_proc=num_proc, desc="packing blocks")
+    return _map(tokenized, pack, batch_size=PACK_CHUNK, num_proc=num_proc, desc="packing blocks")
 
 
 def split_eval(blocks, eval_fraction: float, eval_max_blocks: int, seed: int):

@@ -51,19 +51,22 @@ def _local_files(source: str) -> tuple[str, list[str]]:
     return BUILDERS[suffixes.pop()], files
 
 
-def load_any(source: str, split: str = "train", config_name: str | None = None):
-    """Load ``split`` of a local file/dir/glob or a Hub dataset as a ``datasets.Dataset``."""
+def load_any(source: str, split: str = "train", config_name: str | None = None, streaming: bool = False):
+    """Load ``split`` of a local file/dir/glob or a Hub dataset as a ``datasets.Dataset``.
+
+    With ``streaming`` the result is a ``datasets.IterableDataset`` read lazily.
+    """
     import datasets
 
     if looks_like_path(source):
         builder, files = _local_files(source)
         kwargs = {"delimiter": "\t"} if builder == "csv" and files[0].lower().endswith(".tsv") else {}
         try:
-            return datasets.load_dataset(builder, data_files=files, split="train", **kwargs)
+            return datasets.load_dataset(builder, data_files=files, split="train", streaming=streaming, **kwargs)
         except Exception as exc:  # parser errors from pyarrow / pandas come in many types
             raise UserError(f"cannot read {source}: {str(exc).splitlines()[0]}") from exc
     try:
-        return datasets.load_dataset(source, config_name, split=split)
+        return datasets.load_dataset(source, config_name, split=split, streaming=streaming)
     except ValueError as exc:
         if "split" in str(exc).lower() or "Unknown split" in str(exc):
             raise UserError(f"dataset {source!r} has no split {split!r}: {str(exc).splitlines()[0]}") from exc
@@ -84,23 +87,44 @@ def require_column(dataset, column: str, source: str, role: str) -> None:
 
 
 def load_text_corpus(source: str, text_column: str = "text", split: str = "train",
-                     config_name: str | None = None, max_documents: int | None = None):
-    """Pre-training text as a ``Dataset`` with one column ``text`` (empty lines dropped)."""
+                     config_name: str | None = None, max_documents: int | None = None, streaming: bool = False):
+    """Pre-training text with one column ``text`` (empty lines dropped).
+
+    Returns a ``Dataset``, or with ``streaming`` an ``IterableDataset`` that is read lazily
+    (the corpus may be larger than memory or disk).
+    """
     import datasets
 
     if source == EMBEDDED:
         from mlmkit.data.embedded import read_embedded_tweets
 
         dataset = datasets.Dataset.from_dict({"text": read_embedded_tweets()["text"]})
+        if streaming:
+            dataset = dataset.to_iterable_dataset(num_shards=4)
     else:
-        dataset = load_any(source, split=split, config_name=config_name)
-        column = "text" if "text" in dataset.column_names and len(dataset.column_names) == 1 else text_column
-        require_column(dataset, column, source, "text")
+        dataset = load_any(source, split=split, config_name=config_name, streaming=streaming)
+        names = dataset.column_names
+        if names is None:  # some streamed sources only know their columns after the first row
+            names = list(next(iter(dataset.take(1)), {"text": ""}).keys())
+        column = "text" if "text" in names and len(names) == 1 else text_column
+        if column not in names:
+            raise UserError(
+                f"text column {column!r} not found in {source}; available columns: {', '.join(names)}")
         dataset = dataset.select_columns([column])
         if column != "text":
             dataset = dataset.rename_column(column, "text")
-    dataset = dataset.filter(lambda batch: [isinstance(t, str) and t.strip() != "" for t in batch["text"]],
-                             batched=True, desc="dropping empty lines")
+
+    def non_empty(batch):
+        return [isinstance(t, str) and t.strip() != "" for t in batch["text"]]
+
+    if streaming:
+        dataset = dataset.filter(non_empty, batched=True)
+        if max_documents is not None:
+            dataset = dataset.take(max_documents)
+        if next(iter(dataset.take(1)), None) is None:
+            raise UserError(f"the corpus {source!r} has no non-empty text")
+        return dataset
+    dataset = dataset.filter(non_empty, batched=True, desc="dropping empty lines")
     if max_documents is not None:
         dataset = dataset.select(range(min(max_documents, len(dataset))))
     if len(dataset) == 0:

@@ -56,6 +56,8 @@ class TrainerState:
     """Masking-ratio schedule state."""
     strategy: dict[str, Any] = field(default_factory=dict)
     """Masking strategy state (learned statistics)."""
+    data_state: list[Any] = field(default_factory=list)
+    """Per-process position in a streamed corpus (``IterableDataset.state_dict()``)."""
 
 
 def _sha256(path: Path) -> str:

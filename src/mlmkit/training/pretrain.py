@@ -59,11 +59,25 @@ class PretrainResult:
 
 
 def build_pretrain_data(cfg: PretrainConfig, tokenizer: Any, strategy: Any):
-    """Load, tokenize, pack and split the corpus; returns ``(train_blocks, eval_blocks, stats)``."""
+    """Load, tokenize, pack and split the corpus; returns ``(train_blocks, eval_blocks, stats)``.
+
+    With ``data.streaming`` the training blocks are a lazily read ``IterableDataset`` and
+    the first ``data.eval_max_blocks`` blocks of the stream are held out.
+    """
     texts = load_text_corpus(cfg.data.source, cfg.data.text_column, cfg.data.split, cfg.data.config_name,
-                             cfg.data.max_documents)
+                             cfg.data.max_documents, streaming=cfg.data.streaming)
     tokenized = tokenize_corpus(texts, tokenizer, strategy, num_proc=cfg.data.num_proc)
     blocks = pack_blocks(tokenized, cfg.data.max_seq_length, strategy.group_features, num_proc=cfg.data.num_proc)
+    if cfg.data.streaming:
+        import datasets
+
+        held_out = list(blocks.take(cfg.data.eval_max_blocks))
+        if not held_out:
+            raise UserError(f"the corpus {cfg.data.source!r} gives no blocks")
+        eval_blocks = datasets.Dataset.from_list(held_out)
+        train_blocks = blocks.skip(len(held_out))
+        return train_blocks, eval_blocks, {"documents": -1, "blocks": -1, "train_blocks": -1,
+                                           "eval_blocks": len(eval_blocks)}
     train_blocks, eval_blocks = split_eval(blocks, cfg.data.eval_fraction, cfg.data.eval_max_blocks, cfg.train.seed)
     stats = {"documents": len(texts), "blocks": len(blocks), "train_blocks": len(train_blocks),
              "eval_blocks": len(eval_blocks)}
@@ -113,24 +127,36 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
 
     with accelerator.main_process_first():
         train_blocks, eval_blocks, data_stats = build_pretrain_data(cfg, tokenizer, strategy)
+    streaming = cfg.data.streaming
     if main:
-        console.print(f"data: {data_stats['documents']:,} documents -> {data_stats['blocks']:,} blocks of "
-                      f"{cfg.data.max_seq_length} tokens ({data_stats['eval_blocks']:,} held out)")
+        source = "streamed corpus" if streaming else f"{data_stats['documents']:,} documents -> " \
+            f"{data_stats['blocks']:,} blocks"
+        console.print(f"data: {source} of {cfg.data.max_seq_length}-token blocks "
+                      f"({data_stats['eval_blocks']:,} held out)")
 
-    sampler = EpochShuffleSampler(len(train_blocks), tcfg.seed)
-    loader = DataLoader(
-        train_blocks, batch_size=tcfg.batch_size, sampler=sampler, collate_fn=collator.pad,
-        num_workers=tcfg.num_workers, persistent_workers=tcfg.num_workers > 0,
-        # its own generator, so creating an iterator never draws from the global RNG (exact resume)
-        generator=torch.Generator().manual_seed(tcfg.seed), drop_last=False,
-    )
     wrapped = SparseMLM(model, sparse=cfg.model.sparse_head)
     if tcfg.compile:
         wrapped = torch.compile(wrapped)
     optimizer = build_optimizer(wrapped, tcfg.lr, tcfg.weight_decay)
     scheduler = build_lr_scheduler(tcfg.lr_scheduler, optimizer, tcfg.max_steps, tcfg.warmup_ratio,
                                    accelerator.num_processes)
-    wrapped, optimizer, loader, scheduler = accelerator.prepare(wrapped, optimizer, loader, scheduler)
+    if streaming:
+        from datasets.distributed import split_dataset_by_node
+
+        # each process reads its own part of the stream; the position is saved per process
+        train_blocks = split_dataset_by_node(train_blocks, accelerator.process_index, accelerator.num_processes)
+        sampler = None
+        loader = DataLoader(train_blocks, batch_size=tcfg.batch_size, collate_fn=collator.pad, num_workers=0)
+        wrapped, optimizer, scheduler = accelerator.prepare(wrapped, optimizer, scheduler)
+    else:
+        sampler = EpochShuffleSampler(len(train_blocks), tcfg.seed)
+        loader = DataLoader(
+            train_blocks, batch_size=tcfg.batch_size, sampler=sampler, collate_fn=collator.pad,
+            num_workers=tcfg.num_workers, persistent_workers=tcfg.num_workers > 0,
+            # its own generator, so creating an iterator never draws from the global RNG (exact resume)
+            generator=torch.Generator().manual_seed(tcfg.seed), drop_last=False,
+        )
+        wrapped, optimizer, loader, scheduler = accelerator.prepare(wrapped, optimizer, loader, scheduler)
     eval_batches = fixed_eval_batches(eval_blocks, tokenizer, tcfg.eval_batch_size)
 
     world = accelerator.num_processes
@@ -138,7 +164,12 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
         state = load_checkpoint(accelerator, checkpoint)
         schedule.load_state_dict(state.schedule)
         strategy.load_state_dict(state.strategy)
-        if state.num_processes != world:
+        if streaming:
+            if len(state.data_state) != world:
+                raise UserError(f"{checkpoint} was written by {len(state.data_state)} process(es); a streamed "
+                                f"corpus resumes only with the same number (got {world})")
+            train_blocks.load_state_dict(state.data_state[accelerator.process_index])
+        elif state.num_processes != world:
             # the data position is kept in samples, whatever the process count
             state.batches_in_epoch = state.batches_in_epoch * state.num_processes // world
             state.num_processes = world
@@ -162,6 +193,10 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
     def checkpoint_now() -> Path:
         state.schedule = schedule.state_dict()
         state.strategy = strategy.state_dict()
+        if streaming:
+            from accelerate.utils import gather_object
+
+            state.data_state = gather_object([train_blocks.state_dict()])
         return save_checkpoint(accelerator, out, state, config_yaml, tcfg.keep_checkpoints)
 
     loss_value = float("nan")
@@ -175,10 +210,16 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
     with StopSignals() as signals, training_progress(console, enabled=main) as progress:
         task = progress.add_task("pretrain", total=tcfg.max_steps, completed=state.step, stats="")
         while state.step < tcfg.max_steps and stop_reason is None:
-            sampler.set_epoch(state.epoch)
-            epoch_loader = accelerator.skip_first_batches(loader, state.batches_in_epoch) \
-                if state.batches_in_epoch else loader
+            if streaming:
+                train_blocks.set_epoch(state.epoch)  # a resumed stream continues from its saved position
+                epoch_loader = loader
+            else:
+                sampler.set_epoch(state.epoch)
+                epoch_loader = accelerator.skip_first_batches(loader, state.batches_in_epoch) \
+                    if state.batches_in_epoch else loader
+            batches_seen = 0
             for padded in epoch_loader:
+                batches_seen += 1
                 with accelerator.accumulate(wrapped):
                     batch = collator.mask(padded, state.step, state.micro_step)
                     batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
@@ -225,6 +266,9 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
                 if stop_reason or step >= tcfg.max_steps:
                     break
             else:
+                if batches_seen == 0 and state.batches_in_epoch == 0:
+                    raise UserError("no training blocks are left after holding out the evaluation blocks; "
+                                    "use more text or lower data.eval_max_blocks")
                 state.epoch += 1
                 state.batches_in_epoch = 0
 
