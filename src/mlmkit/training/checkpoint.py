@@ -147,11 +147,11 @@ def save_checkpoint(accelerator: Any, run_dir: Path, state: TrainerState, config
             if keep > 0:
                 for old in list_checkpoints(run_dir)[:-keep]:
                     shutil.rmtree(old, ignore_errors=True)
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as RuntimeError
         if main:
             shutil.rmtree(tmp, ignore_errors=True)
-        raise UserError(f"could not write checkpoint to {final} ({exc.strerror or exc}); "
-                        f"earlier checkpoints are intact") from exc
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+        raise UserError(f"could not write checkpoint to {final} ({reason}); earlier checkpoints are intact") from exc
     accelerator.wait_for_everyone()
     return final
 

@@ -67,11 +67,18 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def save_pretrained_atomic(out: Path, model: Any, tokenizer: Any) -> None:
     """Save model and tokenizer into ``out`` via a staging folder, then move files in one by one."""
-    staging = Path(tempfile.mkdtemp(dir=out, prefix=".staging-"))
     try:
-        model.save_pretrained(staging, safe_serialization=True)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(staging)
+        staging = Path(tempfile.mkdtemp(dir=out, prefix=".staging-"))
+    except OSError as exc:
+        raise UserError(f"cannot write the model to {out}: {exc.strerror or exc}") from exc
+    try:
+        try:
+            model.save_pretrained(staging, safe_serialization=True)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(staging)
+        except (OSError, RuntimeError) as exc:  # a full disk surfaces as either
+            reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+            raise UserError(f"cannot write the model to {out} ({reason}); nothing was replaced") from exc
         for entry in staging.iterdir():
             target = out / entry.name
             if entry.is_file():
