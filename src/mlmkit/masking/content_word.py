@@ -177,6 +177,7 @@ class ContentWordMasking(MaskingStrategy):
         if CONTENT_FEATURE not in batch:
             raise KeyError(f"the batch has no {CONTENT_FEATURE!r} feature: prepare the data with this strategy "
                            "(its token_features run once at tokenization)")
-        weights = torch.where(batch[CONTENT_FEATURE] == 1, self.content_weight, self.function_weight)
-        unit_ids = word_unit_ids(batch)
-        return select_units(unit_ids, candidate_mask(batch), ratio, generator, weights.float())
+        # feature -1 (special) / 0 (function) / 1 (content) -> weight, by table lookup
+        table = torch.tensor([0.0, self.function_weight, self.content_weight])
+        weights = table[batch[CONTENT_FEATURE] + 1]
+        return select_units(word_unit_ids(batch), candidate_mask(batch), ratio, generator, weights)

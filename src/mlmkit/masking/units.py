@@ -106,12 +106,12 @@ def pick_units(
     valid = unit_ids >= 0
     safe_ids = unit_ids.clamp(min=0)
     sizes = torch.zeros_like(unit_ids).scatter_add_(1, safe_ids, valid.long())
-    draw = torch.rand(unit_ids.shape, generator=generator)
     if weights is None:
-        keys = draw
+        keys = torch.rand(unit_ids.shape, generator=generator)
     else:
         sizes = sizes.masked_fill_(weights <= 0, 0)
-        keys = torch.log1p(-draw).div_(weights.to(torch.float32).clamp(min=torch.finfo(torch.float32).tiny)).neg_()
+        keys = torch.rand(unit_ids.shape, generator=generator).neg_().log1p_().neg_()  # -log(1 - U) ~ Exp(1)
+        keys = keys.div_(weights.to(torch.float32).clamp(min=torch.finfo(torch.float32).tiny))
     keys = keys.masked_fill_(sizes == 0, float("inf"))  # positions that are no unit's id sort last
     budget = budget.double()
     length = unit_ids.shape[1]
