@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import tempfile
 import time
@@ -59,18 +60,22 @@ def timed(fn, repeats: int) -> float:
 
 
 def interleaved(contenders: dict, repeats: int) -> dict[str, float]:
-    """Median time of each contender, timed in rounds (one call each per round).
+    """Median time of each contender, timed in rounds (one call each per round, in a shuffled order).
 
     Rounds spread machine noise (other processes on a shared CPU) evenly over all
-    contenders, so their ratios stay meaningful even when absolute times drift.
+    contenders, so their ratios stay meaningful even when absolute times drift; shuffling
+    spreads the cache eviction of a memory-hungry contender (HF whole-word) over the others.
     """
     for fn in contenders.values():
         fn()
     times: dict[str, list[float]] = {name: [] for name in contenders}
+    names = list(contenders)
+    shuffler = random.Random(0)
     for _ in range(repeats):
-        for name, fn in contenders.items():
+        shuffler.shuffle(names)
+        for name in names:
             start = clock()
-            fn()
+            contenders[name]()
             times[name].append(clock() - start)
     return {name: statistics.median(values) for name, values in times.items()}
 
