@@ -23,7 +23,7 @@ def test_packing_keeps_every_token_in_order(any_tokenizer, corpus, block):
 def test_word_ids_follow_tokenizer_and_are_unique_per_document(any_tokenizer):
     texts = ["unbelievably tasty pancakes", "internationalization rocks"]
     tokenized = _tokenized(any_tokenizer, texts)
-    for text, ids, words in zip(texts, tokenized["input_ids"], tokenized["word_ids"]):
+    for text, ids, words in zip(texts, tokenized["input_ids"], tokenized["word_ids"], strict=True):
         expected = [-1 if w is None else w for w in any_tokenizer(text).word_ids()]
         assert words == expected
         assert ids[0] == any_tokenizer.cls_token_id and words[0] == -1

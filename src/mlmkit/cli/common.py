@@ -33,7 +33,6 @@ def user_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from mlmkit.errors import UserError
-
         from mlmkit.training.stopping import TrainingInterrupted
 
         try:

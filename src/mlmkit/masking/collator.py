@@ -78,7 +78,7 @@ class MaskingCollator(DataCollatorForLanguageModeling):
         attention = torch.zeros((len(examples), width), dtype=torch.long)
         feature_names = [k for k in examples[0] if k not in ("input_ids", "attention_mask", "special_tokens_mask")]
         features = {k: torch.full((len(examples), width), FEATURE_PAD, dtype=torch.long) for k in feature_names}
-        for row, (example, n) in enumerate(zip(examples, lengths)):
+        for row, (example, n) in enumerate(zip(examples, lengths, strict=True)):
             input_ids[row, :n] = torch.as_tensor(example["input_ids"], dtype=torch.long)
             attention[row, :n] = 1
             for k in feature_names:
