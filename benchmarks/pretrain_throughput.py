@@ -177,6 +177,7 @@ def bench_config(spec: dict[str, Any]):
     t.warmup_ratio, t.lr_scheduler, t.max_grad_norm, t.seed = spec["warmup_ratio"], "linear", 1.0, spec["seed"]
     t.mixed_precision = "bf16" if spec["bf16"] else "no"
     t.log_every = spec["log_every"]
+    t.compile = spec.get("compile", False)
     t.eval_batch_size = 64
     cfg.output.dir = spec["out"]
     cfg.output.overwrite = True
@@ -255,7 +256,9 @@ def trainer_worker(spec: dict[str, Any], rss_after_imports: int) -> dict[str, An
             self.begin = self._now()
 
         def on_step_end(self, args, state, control, **kwargs):
-            self.step_ends.append(self._now() if torch.cuda.is_available() else time.perf_counter())
+            # wait for the GPU only at the two steps the steady rate is measured between
+            timed = state.global_step in (spec["warm"], state.max_steps)
+            self.step_ends.append(self._now() if timed else time.perf_counter())
 
         def on_train_end(self, args, state, control, **kwargs):
             self.end = self._now()
@@ -280,7 +283,8 @@ def trainer_worker(spec: dict[str, Any], rss_after_imports: int) -> dict[str, An
     return {
         "path": "trainer", "steps": len(clock.step_ends), "tokens": sum(tokens),
         "seconds": clock.end - clock.begin,
-        "steady_tokens": sum(tokens[1:]), "steady_seconds": clock.step_ends[-1] - clock.step_ends[0],
+        "steady_tokens": sum(tokens[spec["warm"]:]),
+        "steady_seconds": clock.step_ends[-1] - clock.step_ends[spec["warm"] - 1],
         "predicted_share": sum(counting.predicted[:steps]) / max(sum(tokens), 1),
         "losses": losses[:steps], "optimizer": optimizer_label(trainer.optimizer),
         "attn": model.config._attn_implementation,
@@ -319,7 +323,8 @@ def mlmkit_worker(spec: dict[str, Any], rss_after_imports: int) -> dict[str, Any
         torch.save(recorded[: spec["steps"]], spec["record"])
     rows = [r for r in read_metrics(Path(result.output_dir) / "metrics.jsonl") if r.get("split") == "train"]
     per_step = spec["batch"] * spec["seq"]  # packed blocks are full length except a rare tail block
-    first, last = rows[0], rows[-1]
+    first = next(r for r in rows if r["step"] >= spec["warm"])  # the end of the warm-up steps left out
+    last = rows[-1]
     return {
         "path": "mlmkit", "steps": result.steps, "tokens": result.tokens_per_second * result.train_seconds,
         "seconds": result.train_seconds,
@@ -354,6 +359,44 @@ def spawn(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
             return json.loads(line[len(RESULT_MARK):])
     sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-6000:])
     raise SystemExit(f"the {kind} worker failed (exit code {proc.returncode})")
+
+
+# --------------------------------------------------------------------------------------------- profile
+#: op-name fragments -> category, first match wins
+PROFILE_CATEGORIES = (
+    ("matmul (linear, mm, bmm)", ("addmm", "aten::mm", "bmm", "linear", "matmul")),
+    ("attention kernels (sdpa)", ("scaled_dot_product", "flash_attention", "_efficient_attention")),
+    ("softmax / cross entropy", ("softmax", "nll_loss", "cross_entropy")),
+    ("optimizer (AdamW)", ("adam",)),
+    ("layer norm", ("layer_norm",)),
+    ("gelu", ("gelu",)),
+    ("dropout masks (bernoulli)", ("dropout", "bernoulli", "rand")),
+    ("gradient clipping (norms)", ("norm", "clip")),
+    ("embedding", ("embedding",)),
+    ("gather / index", ("index", "masked", "nonzero", "gather", "scatter")),
+    ("copies", ("copy_", "contiguous", "clone", "to_copy")),
+    ("elementwise (mul, add, fill, ...)", ("mul", "add", "div", "fill", "where", "sum", "sub", "zero")),
+)
+
+
+def run_profile(spec: dict[str, Any], top: int) -> None:
+    """Profile mlmkit's whole pretrain() call (CPU ops) and print where the time goes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    rows: dict[str, float] = {}
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        result = mlmkit_worker(spec, rss_bytes())
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    for event in events:
+        name = event.key.lower()
+        category = next((c for c, keys in PROFILE_CATEGORIES if any(k in name for k in keys)), "other")
+        rows[category] = rows.get(category, 0.0) + event.self_cpu_time_total
+    print(f"mlmkit pretrain(): {result['steps']} steps, {result['tokens'] / result['seconds']:,.0f} tok/s "
+          f"over the loop; self CPU time by category (whole call, incl. before/after evaluation):")
+    for category, micros in sorted(rows.items(), key=lambda kv: -kv[1]):
+        print(f"  {category:<28} {micros / 1e6:8.2f} s  {100 * micros / total:5.1f}%")
+    print(events.table(sort_by="self_cpu_time_total", row_limit=top))
 
 
 # --------------------------------------------------------------------------------------------- report
@@ -432,6 +475,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps per run (CPU 6, GPU 60)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating (a)/(b) rounds per sequence length")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast in both paths")
+    parser.add_argument("--compile", action="store_true",
+                        help="path (b) with train.compile=true (steady rates then leave out the compiling steps)")
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--warmup-ratio", type=float, default=0.06)
@@ -441,6 +486,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--agreement-steps", type=int, default=None, help="steps of the loss-agreement run")
     parser.add_argument("--no-agreement", action="store_true", help="skip the loss-agreement run")
     parser.add_argument("--json", default=None, help="also write all results to this JSON file")
+    parser.add_argument("--profile", action="store_true",
+                        help="profile mlmkit's loop (torch.profiler, CPU ops) instead of comparing")
     parser.add_argument("--worker", choices=("trainer", "mlmkit"), help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -471,7 +518,21 @@ def main(argv: list[str] | None = None) -> int:
     steps = args.steps or defaults["steps"]
     max_documents = defaults["max_documents"] if args.max_documents < 0 else (args.max_documents or None)
     precision = "bf16" if args.bf16 else "fp32"
+    # steps left out of the steady rate: step 1 (warm-up), or with --compile also the recompile for the
+    # changing number of predicted rows (step 2), rounded to a logged step of mlmkit's loop
+    warm = 1 if not args.compile else (2 if defaults["log_every"] == 1 else defaults["log_every"])
 
+    def common_spec(seq: int, batch: int) -> dict[str, Any]:
+        return {"device": args.device, "seq": seq, "batch": batch, "steps": steps, "lr": args.lr,
+                "weight_decay": args.weight_decay, "warmup_ratio": args.warmup_ratio, "seed": args.seed,
+                "bf16": args.bf16, "max_documents": max_documents, "log_every": defaults["log_every"], "warm": warm}
+
+    if args.profile:
+        with tempfile.TemporaryDirectory(prefix="mlmkit-profile-") as tmp:
+            info = materialize_model(args.size, Path(tmp), args.seed)
+            run_profile({**common_spec(seqs[0], batches[0]), "mode": "speed", "compile": args.compile,
+                         "model_dir": info["dirs"]["speed"], "out": str(Path(tmp) / "run")}, top=25)
+        return 0
     peak_before = matmul_peak(args.device, args.bf16)
     all_results: dict[str, Any] = {"args": vars(args), "runs": {}}
     with tempfile.TemporaryDirectory(prefix="mlmkit-bench-") as tmp:
@@ -479,13 +540,12 @@ def main(argv: list[str] | None = None) -> int:
         info = materialize_model(args.size, workdir, args.seed)
         plans = []
         for seq, batch in zip(seqs, batches, strict=True):
-            base = {"device": args.device, "seq": seq, "batch": batch, "steps": steps, "lr": args.lr,
-                    "weight_decay": args.weight_decay, "warmup_ratio": args.warmup_ratio, "seed": args.seed,
-                    "bf16": args.bf16, "max_documents": max_documents, "log_every": defaults["log_every"]}
+            base = common_spec(seq, batch)
             results: dict[str, list[dict[str, Any]]] = {"trainer": [], "mlmkit": []}
             for round_index in range(args.rounds):
                 for kind in ("trainer", "mlmkit"):
                     spec = {**base, "mode": "speed", "model_dir": info["dirs"]["speed"],
+                            "compile": args.compile and kind == "mlmkit",
                             "out": str(workdir / f"{kind}-{seq}-{round_index}")}
                     results[kind].append(spawn(kind, spec))
                     print(f"  seq {seq} round {round_index + 1} {kind}: "
@@ -510,7 +570,9 @@ def main(argv: list[str] | None = None) -> int:
     for seq, batch, results, agreement in plans:
         header = [
             f"[bold]pretrain throughput[/]: {info['label']}, {info['params'] / 1e6:.1f}M params, "
-            f"seq {seq}, batch {batch}, {steps} steps, {args.rounds} rounds (a/b alternating), {precision}",
+            f"seq {seq}, batch {batch}, {steps} steps, {args.rounds} rounds (a/b alternating), {precision}"
+            f"{', (b) with train.compile=true' if args.compile else ''}; steady rates leave out the first "
+            f"{warm} step(s)",
             f"device: {device_name}; matmul peak measured here: {peak / 1e9:,.1f} GFLOP/s ({precision})",
         ]
         rows = {}

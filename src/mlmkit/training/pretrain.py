@@ -156,7 +156,9 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
             # its own generator, so creating an iterator never draws from the global RNG (exact resume)
             generator=torch.Generator().manual_seed(tcfg.seed), drop_last=False,
         )
-        wrapped, optimizer, loader, scheduler = accelerator.prepare(wrapped, optimizer, loader, scheduler)
+        wrapped, optimizer, scheduler = accelerator.prepare(wrapped, optimizer, scheduler)
+        # batches stay on the CPU, where the masking strategies draw from CPU generators; the loop moves them
+        loader = accelerator.prepare_data_loader(loader, device_placement=False)
     eval_batches = fixed_eval_batches(eval_blocks, tokenizer, tcfg.eval_batch_size)
 
     world = accelerator.num_processes
@@ -236,7 +238,7 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
                     optimizer.zero_grad(set_to_none=True)
                 state.micro_step += 1
                 state.batches_in_epoch += 1
-                n_tokens = int(batch["attention_mask"].sum()) * world
+                n_tokens = int(padded["attention_mask"].sum()) * world  # a CPU tensor: no device sync
                 state.tokens += n_tokens
                 window_tokens += n_tokens
                 window_loss.append(fwd["loss"].detach())
