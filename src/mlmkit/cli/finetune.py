@@ -91,5 +91,6 @@ def sentiment(
         return
     for table in report_tables(result):
         out_console.print(table)
-    out_console.print(f"{result.steps} steps ({result.epochs:g} epochs) in {result.train_seconds:.1f} s "
+    epochs = f"{result.epochs:g} epoch{'' if result.epochs == 1 else 's'}"
+    out_console.print(f"{result.steps} steps ({epochs}) in {result.train_seconds:.1f} s "
                       f"({result.examples_per_second:,.1f} examples/s); model saved to {result.output_dir}")

@@ -204,7 +204,7 @@ def finetune_classifier(cfg: FinetuneConfig, console: Console | None = None) -> 
     model, optimizer, train_loader, eval_loader, scheduler = accelerator.prepare(
         model, optimizer, train_loader, eval_loader, scheduler)
 
-    step, examples, loss_value, epoch = 0, 0, float("nan"), 0
+    step, examples, loss_value = 0, 0, float("nan")
     model.train()
     start = time.perf_counter()
     window_examples, window_start, window_loss = 0, start, []
@@ -243,7 +243,6 @@ def finetune_classifier(cfg: FinetuneConfig, console: Console | None = None) -> 
                                   macro_f1=report["macro_f1"], eval_loss=eval_loss)
                 if step >= total_steps:
                     break
-            epoch += 1
     train_seconds = time.perf_counter() - start
 
     preds, refs, eval_loss = predict_eval(model, eval_loader, accelerator)
