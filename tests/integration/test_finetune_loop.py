@@ -146,3 +146,21 @@ def test_integer_labels_and_accumulation(tiny_model_dir, tmp_path):
     config = json.loads((tmp_path / "out" / "config.json").read_text())
     assert config["id2label"] == {"0": "0", "1": "1", "2": "2"}
     assert torch.isfinite(torch.tensor(result.final_loss))
+
+
+def test_time_budget_stops_early_and_still_saves(tiny_model_dir, keyword_csv, tmp_path):
+    cfg = tiny_config(tiny_model_dir, keyword_csv, tmp_path / "budget", max_steps=100_000, max_time="0.5")
+    result = finetune_classifier(cfg)
+    assert result.stopped_by_time and 0 < result.steps < 100_000
+    assert result.train_seconds >= 0.5
+    assert (tmp_path / "budget" / "model.safetensors").is_file()
+    assert sum(map(sum, result.confusion_matrix)) == 120
+
+
+def test_checkpoint_options_are_rejected(tiny_model_dir, keyword_csv, tmp_path):
+    from mlmkit.errors import UserError
+
+    cfg = tiny_config(tiny_model_dir, keyword_csv, tmp_path / "ck", checkpoint_every=10)
+    with pytest.raises(UserError, match="pre-training"):
+        finetune_classifier(cfg)
+    assert not (tmp_path / "ck").exists()

@@ -33,6 +33,7 @@ from mlmkit.training.classification_metrics import classification_report, majori
 from mlmkit.training.optim import build_lr_scheduler, build_optimizer, resolve_mixed_precision
 from mlmkit.training.progress import training_progress
 from mlmkit.training.run_dir import MetricsLog, prepare_output_dir, save_pretrained_atomic, write_text_atomic
+from mlmkit.training.stopping import parse_duration
 
 #: padded lengths are rounded up to this (tensor-core friendly on GPUs, harmless on CPUs)
 PAD_TO_MULTIPLE_OF = 8
@@ -57,6 +58,8 @@ class FinetuneResult:
     confusion_matrix: list[list[int]]
     eval_source: str
     data: dict[str, Any] = field(default_factory=dict)
+    stopped_by_time: bool = False
+    """True when train.max_time ended training before the planned number of steps."""
 
 
 def load_sequence_classifier(model_cfg: ModelConfig, label_names: list[str]) -> tuple[Any, list[str]]:
@@ -108,6 +111,14 @@ def _classification_tokenizer(model_cfg: ModelConfig):
     return tokenizer
 
 
+def _budget_spent(start: float, budget: float, accelerator: Any) -> bool:
+    """Whether the time budget is used up, decided the same way on every process."""
+    spent = torch.tensor([float(time.perf_counter() - start >= budget)], device=accelerator.device)
+    if accelerator.num_processes > 1:
+        spent = accelerator.gather(spent).max()
+    return bool(spent.item())
+
+
 def _total_steps(cfg: FinetuneConfig, updates_per_epoch: int) -> int:
     tcfg = cfg.train
     if tcfg.max_steps > 0:
@@ -155,6 +166,10 @@ def finetune_classifier(cfg: FinetuneConfig, console: Console | None = None) -> 
     tcfg = cfg.train
     if tcfg.batch_size <= 0 or tcfg.grad_accum <= 0:
         raise UserError("train.batch_size and train.grad_accum must be positive")
+    if tcfg.checkpoint_every or tcfg.checkpoint_minutes or tcfg.resume:
+        raise UserError("checkpoints and resume (train.checkpoint_every, train.checkpoint_minutes, train.resume) "
+                        "are for pre-training; fine-tuning runs are short and start over")
+    budget = parse_duration(tcfg.max_time)
     accelerator = Accelerator(gradient_accumulation_steps=tcfg.grad_accum,
                               mixed_precision=resolve_mixed_precision(tcfg.mixed_precision))
     main = accelerator.is_main_process
@@ -204,13 +219,13 @@ def finetune_classifier(cfg: FinetuneConfig, console: Console | None = None) -> 
     model, optimizer, train_loader, eval_loader, scheduler = accelerator.prepare(
         model, optimizer, train_loader, eval_loader, scheduler)
 
-    step, examples, loss_value = 0, 0, float("nan")
+    step, examples, loss_value, stopped_by_time = 0, 0, float("nan"), False
     model.train()
     start = time.perf_counter()
     window_examples, window_start, window_loss = 0, start, []
     with training_progress(console, enabled=main) as progress:
         task = progress.add_task("finetune", total=total_steps, stats="")
-        while step < total_steps:
+        while step < total_steps and not stopped_by_time:
             for batch in train_loader:
                 with accelerator.accumulate(model):
                     loss = model(**batch).loss
@@ -243,7 +258,12 @@ def finetune_classifier(cfg: FinetuneConfig, console: Console | None = None) -> 
                                   macro_f1=report["macro_f1"], eval_loss=eval_loss)
                 if step >= total_steps:
                     break
+                if budget is not None and _budget_spent(start, budget, accelerator):
+                    stopped_by_time = True
+                    break
     train_seconds = time.perf_counter() - start
+    if stopped_by_time and main:
+        console.print(f"[yellow]time budget {tcfg.max_time} reached at step {step} of {total_steps}[/]")
 
     preds, refs, eval_loss = predict_eval(model, eval_loader, accelerator)
     report = classification_report(preds, refs, names)
@@ -257,7 +277,7 @@ def finetune_classifier(cfg: FinetuneConfig, console: Console | None = None) -> 
         examples_per_second=examples / max(train_seconds, 1e-9), final_loss=loss_value,
         accuracy=report["accuracy"], macro_f1=report["macro_f1"], eval_loss=eval_loss, baseline=baseline,
         per_class=report["per_class"], confusion_matrix=report["confusion_matrix"], eval_source=splits.eval_source,
-        data=splits.stats,
+        data=splits.stats, stopped_by_time=stopped_by_time,
     )
     accelerator.wait_for_everyone()
     if main:
