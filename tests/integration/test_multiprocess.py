@@ -1,4 +1,8 @@
-"""Two CPU processes (gloo) through Accelerate's launcher, against one process with the same global batch."""
+"""Two CPU processes (gloo) through Accelerate's launcher, against one process with the same global batch.
+
+Pre-training draws different masks per process, so its held-out loss agrees only statistically
+(within 5%); fine-tuning differs only in dropout draws (within 2%).
+"""
 
 import json
 import os
@@ -96,3 +100,35 @@ def _options(config=None):
     from mlmkit.training.launch import LaunchOptions
 
     return LaunchOptions(num_processes=8, config_file=config)
+
+
+def _finetune(model_dir, data, out, processes):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "mlmkit", "finetune", "sentiment", "--model", str(model_dir), "--dataset", str(data),
+           "--output", str(out), "--max-steps", "12", "--json", f"train.batch_size={16 // processes}",
+           "train.lr=1e-3"]
+    if processes > 1:
+        cmd += ["--num-processes", str(processes), "--main-process-port", "29534"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count('"eval_source"') == 1  # only the main process reports
+    return json.loads(proc.stdout[proc.stdout.index("{"):])
+
+
+def test_two_process_finetuning_matches_one_process(tiny_model_dir, tmp_path):
+    import random
+
+    rng = random.Random(0)
+    rows = ["text,label"] + [f"the cat likes {'pancakes' if i % 2 else 'the station'} {rng.randint(0, 99)},"
+                             f"{'good' if i % 2 else 'bad'}" for i in range(200)]
+    data = tmp_path / "labelled.csv"
+    data.write_text("\n".join(rows) + "\n")
+    one = _finetune(tiny_model_dir, data, tmp_path / "one", 1)
+    two = _finetune(tiny_model_dir, data, tmp_path / "two", 2)
+    assert one["steps"] == two["steps"] == 12
+    # same global batch and data order; only dropout draws differ between the runs: eval loss within 2%
+    assert abs(one["eval_loss"] - two["eval_loss"]) <= 0.02 * one["eval_loss"]
+    from transformers import pipeline
+
+    assert pipeline("text-classification", model=str(tmp_path / "two"))("the cat likes pancakes")[0]["label"] in \
+        {"good", "bad"}

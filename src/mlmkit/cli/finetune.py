@@ -10,8 +10,21 @@ import typer
 from rich.table import Table
 
 from mlmkit.cli.common import err_console, out_console, print_json, quiet_libraries, user_errors
+from mlmkit.cli.launch_options import (
+    AccelerateConfig,
+    MachineRank,
+    MainProcessIp,
+    MainProcessPort,
+    NumMachines,
+    NumProcesses,
+    is_main_process,
+    relaunch_if_needed,
+)
 
 app = typer.Typer(help="Fine-tune an encoder for classification.", no_args_is_help=True)
+
+#: replaced in tests to check the multi-process command line without starting processes
+LAUNCHER = None
 
 
 def option_overrides(**options: Any) -> list[str]:
@@ -75,6 +88,12 @@ def sentiment(
                                    show_default=False),
     epochs: float = typer.Option(None, "--epochs", help="Epochs over the training set."),
     max_steps: int = typer.Option(None, "--max-steps", help="Optimizer steps (overrides --epochs)."),
+    num_processes: NumProcesses = 1,
+    num_machines: NumMachines = 1,
+    machine_rank: MachineRank = 0,
+    main_process_ip: MainProcessIp = None,
+    main_process_port: MainProcessPort = None,
+    accelerate_config: AccelerateConfig = None,
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Fine-tune an encoder for sentiment (or any single-label) classification and evaluate it."""
@@ -83,9 +102,17 @@ def sentiment(
 
     options = option_overrides(model=model, dataset=dataset, text_column=text_column, label_column=label_column,
                                output=output, overwrite=overwrite or None, epochs=epochs, max_steps=max_steps)
-    cfg = load_config(FinetuneConfig, recipe, options + list(overrides or []), kind="finetune")
+    all_overrides = options + list(overrides or [])
+    cfg = load_config(FinetuneConfig, recipe, all_overrides, kind="finetune")  # validate before launching
+    argv = ["finetune", "sentiment", *all_overrides, *(["--recipe", recipe] if recipe else []),
+            *(["--json"] if as_json else [])]
+    if relaunch_if_needed(argv, num_processes, num_machines, machine_rank, main_process_ip, main_process_port,
+                          accelerate_config, LAUNCHER):
+        return
     quiet_libraries()
     result = finetune_classifier(cfg, console=err_console)
+    if not is_main_process():
+        return
     if as_json:
         print_json(asdict(result))
         return

@@ -9,6 +9,16 @@ import typer
 from rich.table import Table
 
 from mlmkit.cli.common import err_console, out_console, print_json, quiet_libraries, user_errors
+from mlmkit.cli.launch_options import (
+    AccelerateConfig,
+    MachineRank,
+    MainProcessIp,
+    MainProcessPort,
+    NumMachines,
+    NumProcesses,
+    is_main_process,
+    relaunch_if_needed,
+)
 
 #: replaced in tests to check the multi-process command line without starting processes
 LAUNCHER: Callable[[list[str]], int] | None = None
@@ -19,37 +29,31 @@ def pretrain_command(
     overrides: list[str] = typer.Argument(None, help="Config overrides, e.g. train.max_steps=200 masking.name=random."),
     recipe: str = typer.Option(None, "--recipe", "-r", help="Recipe YAML path or packaged recipe name."),
     resume: str = typer.Option(None, "--resume", help="'auto' (latest checkpoint in output.dir) or a checkpoint path."),
-    num_processes: int = typer.Option(1, "--num-processes", min=1, help="Processes (GPUs) to launch via Accelerate."),
-    num_machines: int = typer.Option(1, "--num-machines", min=1, help="Machines in a multi-node run."),
-    machine_rank: int = typer.Option(0, "--machine-rank", min=0, help="This machine's rank (multi-node)."),
-    main_process_ip: str = typer.Option(None, "--main-process-ip", help="Address of machine 0 (multi-node)."),
-    main_process_port: int = typer.Option(None, "--main-process-port", help="Port of machine 0 (multi-node)."),
-    accelerate_config: str = typer.Option(
-        None, "--accelerate-config", help="Accelerate config file (DDP/FSDP/DeepSpeed), e.g. recipes/accelerate/*."),
+    num_processes: NumProcesses = 1,
+    num_machines: NumMachines = 1,
+    machine_rank: MachineRank = 0,
+    main_process_ip: MainProcessIp = None,
+    main_process_port: MainProcessPort = None,
+    accelerate_config: AccelerateConfig = None,
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Continue MLM pre-training of an encoder (default: the packaged MiniLM on the packaged tweets)."""
     from mlmkit.config import PretrainConfig, load_config
-    from mlmkit.training.launch import LaunchOptions, launch, wants_launch
 
     overrides = list(overrides or [])
     if resume:
         overrides.append(f"train.resume={resume}")
     cfg = load_config(PretrainConfig, recipe, overrides, kind="pretrain")  # validate before launching
-    options = LaunchOptions(num_processes, num_machines, machine_rank, main_process_ip, main_process_port,
-                            accelerate_config)
-    if wants_launch(options):
-        argv = ["pretrain", *overrides, *(["--recipe", recipe] if recipe else []), *(["--json"] if as_json else [])]
-        code = launch(argv, options, runner=LAUNCHER)
-        if code:
-            raise typer.Exit(code)
+    argv = ["pretrain", *overrides, *(["--recipe", recipe] if recipe else []), *(["--json"] if as_json else [])]
+    if relaunch_if_needed(argv, num_processes, num_machines, machine_rank, main_process_ip, main_process_port,
+                          accelerate_config, LAUNCHER):
         return
 
     from mlmkit.training.pretrain import pretrain
 
     quiet_libraries()
     result = pretrain(cfg, console=err_console)
-    if not _is_main_process():
+    if not is_main_process():
         return
     if as_json:
         print_json(asdict(result))
@@ -66,8 +70,3 @@ def pretrain_command(
     out_console.print(f"{result.steps} steps in {result.train_seconds:.1f} s "
                       f"({result.tokens_per_second:,.0f} tokens/s); model saved to {result.output_dir}")
 
-
-def _is_main_process() -> bool:
-    import os
-
-    return os.environ.get("RANK", "0") == "0"

@@ -30,7 +30,8 @@ from mlmkit.data.labelled import (
 from mlmkit.errors import UserError
 from mlmkit.modeling.loading import load_tokenizer, resolve_model_name
 from mlmkit.training.classification_metrics import classification_report, majority_baseline
-from mlmkit.training.optim import build_lr_scheduler, build_optimizer, resolve_mixed_precision
+from mlmkit.training.launch import build_accelerator
+from mlmkit.training.optim import build_lr_scheduler, build_optimizer
 from mlmkit.training.progress import training_progress
 from mlmkit.training.run_dir import MetricsLog, prepare_output_dir, save_pretrained_atomic, write_text_atomic
 from mlmkit.training.stopping import parse_duration
@@ -157,7 +158,6 @@ def finetune_classifier(cfg: FinetuneConfig, console: Console | None = None) -> 
     Returns:
         Training statistics and the evaluation report, with the majority-class baseline.
     """
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
     from torch.utils.data import DataLoader
     from transformers import DataCollatorWithPadding
@@ -170,8 +170,7 @@ def finetune_classifier(cfg: FinetuneConfig, console: Console | None = None) -> 
         raise UserError("checkpoints and resume (train.checkpoint_every, train.checkpoint_minutes, train.resume) "
                         "are for pre-training; fine-tuning runs are short and start over")
     budget = parse_duration(tcfg.max_time)
-    accelerator = Accelerator(gradient_accumulation_steps=tcfg.grad_accum,
-                              mixed_precision=resolve_mixed_precision(tcfg.mixed_precision))
+    accelerator = build_accelerator(tcfg.grad_accum, tcfg.mixed_precision)
     main = accelerator.is_main_process
     set_seed(tcfg.seed)
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
@@ -89,3 +90,16 @@ def launch(argv: Sequence[str], options: LaunchOptions,
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(options.num_processes, 1))))
     return subprocess.run(cmd, env=env, check=False).returncode
+
+
+def build_accelerator(grad_accum: int, mixed_precision: str) -> Any:
+    """An ``Accelerator`` for the current process; gloo on CPUs when launched with several processes."""
+    import torch
+    from accelerate import Accelerator
+
+    from mlmkit.training.optim import resolve_mixed_precision
+
+    # Accelerate treats a torchrun-style launch as multi-GPU unless told cpu=True
+    cpu_processes = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return Accelerator(gradient_accumulation_steps=grad_accum, cpu=cpu_processes,
+                       mixed_precision=resolve_mixed_precision(mixed_precision))

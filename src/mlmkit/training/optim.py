@@ -13,6 +13,8 @@ PRECISIONS = ("auto", "no", "bf16", "fp16")
 
 def resolve_mixed_precision(requested: str) -> str:
     """Turn ``train.mixed_precision`` into an Accelerate setting valid on this machine."""
+    # YAML reads a bare `no` (as in train.mixed_precision=no) as the boolean false
+    requested = "no" if str(requested).lower() in ("false", "no", "fp32", "none") else str(requested).lower()
     if requested not in PRECISIONS:
         raise UserError(f"train.mixed_precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
     cuda = torch.cuda.is_available()

@@ -8,7 +8,6 @@ fixed-mask held-out split before and after, and save a standard model directory.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +36,9 @@ from mlmkit.training.checkpoint import (
     resolve_resume,
     save_checkpoint,
 )
+from mlmkit.training.launch import build_accelerator
 from mlmkit.training.mlm_eval import evaluate_mlm, fixed_eval_batches, most_frequent_token_baseline
-from mlmkit.training.optim import build_lr_scheduler, build_optimizer, resolve_mixed_precision
+from mlmkit.training.optim import build_lr_scheduler, build_optimizer
 from mlmkit.training.progress import training_progress
 from mlmkit.training.run_dir import MetricsLog, prepare_output_dir, save_pretrained_atomic, write_text_atomic
 from mlmkit.training.stopping import StopSignals, TrainingInterrupted, parse_duration
@@ -86,7 +86,6 @@ def build_pretrain_data(cfg: PretrainConfig, tokenizer: Any, strategy: Any):
 
 def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainResult:
     """Run MLM pre-training as configured and return the before/after metrics."""
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
     from torch.utils.data import DataLoader
 
@@ -94,10 +93,7 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
     tcfg = cfg.train
     if tcfg.max_steps <= 0:
         raise UserError("train.max_steps must be positive for pre-training")
-    # under a multi-process launch without GPUs, Accelerate needs cpu=True to pick gloo
-    cpu_processes = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
-    accelerator = Accelerator(gradient_accumulation_steps=tcfg.grad_accum, cpu=cpu_processes,
-                              mixed_precision=resolve_mixed_precision(tcfg.mixed_precision))
+    accelerator = build_accelerator(tcfg.grad_accum, tcfg.mixed_precision)
     main = accelerator.is_main_process
     set_seed(tcfg.seed)
 

@@ -1,0 +1,44 @@
+"""Options shared by the training commands for multi-process and multi-node runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+import typer
+
+NumProcesses = Annotated[int, typer.Option("--num-processes", min=1,
+                                           help="Processes (GPUs) to launch through Accelerate.")]
+NumMachines = Annotated[int, typer.Option("--num-machines", min=1, help="Machines in a multi-node run.")]
+MachineRank = Annotated[int, typer.Option("--machine-rank", min=0, help="This machine's rank (multi-node).")]
+MainProcessIp = Annotated[str | None, typer.Option("--main-process-ip", help="Address of machine 0 (multi-node).")]
+MainProcessPort = Annotated[int | None, typer.Option("--main-process-port", help="Port of machine 0.")]
+AccelerateConfig = Annotated[str | None, typer.Option(
+    "--accelerate-config", help="Accelerate config file (DDP/FSDP/DeepSpeed), e.g. recipes/accelerate/*.")]
+
+
+def relaunch_if_needed(argv: list[str], num_processes: int, num_machines: int, machine_rank: int,
+                       main_process_ip: str | None, main_process_port: int | None, accelerate_config: str | None,
+                       launcher: Callable[[list[str]], int] | None) -> bool:
+    """Hand ``mlmkit <argv>`` to Accelerate's launcher when more than this process is asked for.
+
+    Returns True when the command ran under the launcher (the caller is done), False when
+    the caller should do the work in this process.
+    """
+    from mlmkit.training.launch import LaunchOptions, launch, wants_launch
+
+    options = LaunchOptions(num_processes, num_machines, machine_rank, main_process_ip, main_process_port,
+                            accelerate_config)
+    if not wants_launch(options):
+        return False
+    code = launch(argv, options, runner=launcher)
+    if code:
+        raise typer.Exit(code)
+    return True
+
+
+def is_main_process() -> bool:
+    """True outside a launch, and in the rank-0 process of one."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
