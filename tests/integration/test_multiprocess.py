@@ -71,6 +71,7 @@ def test_resume_two_process_checkpoint_with_one_process(runs, tiny_model_dir, co
     (run / "model.safetensors").unlink()
     resumed = _run([*_args(tiny_model_dir, corpus_file, run, 8), "--resume", "auto"], 1)
     assert resumed["steps"] == STEPS
+    assert resumed["resumed_from"].endswith("step-00000008")
     assert resumed["before"] == two["before"]
     assert abs(resumed["after"]["eval_loss"] - two["after"]["eval_loss"]) <= TOLERANCE * two["after"]["eval_loss"]
 

@@ -65,6 +65,7 @@ def test_kill_9_then_resume_is_bitwise_identical(tiny_model_dir, corpus_file, tm
     result = pretrain(load_config(PretrainConfig, None, _overrides(tiny_model_dir, corpus_file, run,
                                                                    "train.resume=auto")))
     assert result.steps == STEPS
+    assert result.resumed_from == str(latest)  # it really continued, not restarted
     expected, got = _weights(reference), _weights(run)
     assert expected.keys() == got.keys()
     for name in expected:

@@ -50,7 +50,8 @@ def test_streaming_pretrain_runs_several_passes_and_resumes_exactly(tiny_model_d
     for later in list_checkpoints(resumed)[1:]:
         shutil.rmtree(later)
     (resumed / "model.safetensors").unlink()
-    pretrain(_cfg(tiny_model_dir, jsonl_corpus, resumed, "train.resume=auto"))
+    again = pretrain(_cfg(tiny_model_dir, jsonl_corpus, resumed, "train.resume=auto"))
+    assert again.resumed_from == str(list_checkpoints(resumed)[0]) and again.steps == 16
     expected, got = load_file(reference / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert all(torch.equal(expected[k], got[k]) for k in expected)
 

@@ -9,14 +9,19 @@ from torch.utils.data import Sampler
 
 
 class EpochShuffleSampler(Sampler[int]):
-    """Random permutation of ``range(n)`` drawn from ``seed + epoch``; call :meth:`set_epoch` per pass."""
+    """Random permutation of ``range(n)`` drawn from ``seed + epoch``; call :meth:`use_epoch` per pass.
+
+    The method is deliberately not called ``set_epoch``: Accelerate calls ``set_epoch`` on
+    samplers with its own per-dataloader iteration count, which restarts at 0 for the
+    fresh dataloader that skips already-seen batches after a resume.
+    """
 
     def __init__(self, n: int, seed: int) -> None:
         self.n = n
         self.seed = seed
         self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def use_epoch(self, epoch: int) -> None:
         """Select the permutation of pass ``epoch``."""
         self.epoch = epoch
 

@@ -20,10 +20,14 @@ from mlmkit.masking.schedules import ConstantSchedule, RatioSchedule
 FEATURE_PAD = -1
 
 
+def step_seed(seed: int, step: int, micro_step: int = 0, rank: int = 0) -> int:
+    """A seed that depends only on (seed, step, micro step, process rank)."""
+    return (seed * 1_000_003 + step * 10_007 + micro_step * 101 + rank) % (2**63 - 1)
+
+
 def step_generator(seed: int, step: int, micro_step: int = 0, rank: int = 0) -> torch.Generator:
     """A generator whose stream depends only on (seed, step, micro step, process rank)."""
-    mixed = (seed * 1_000_003 + step * 10_007 + micro_step * 101 + rank) % (2**63 - 1)
-    return torch.Generator().manual_seed(mixed)
+    return torch.Generator().manual_seed(step_seed(seed, step, micro_step, rank))
 
 
 class MaskingCollator(DataCollatorForLanguageModeling):

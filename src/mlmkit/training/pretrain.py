@@ -22,7 +22,7 @@ from mlmkit.data.packing import pack_blocks, split_eval, tokenize_corpus
 from mlmkit.data.sampler import EpochShuffleSampler
 from mlmkit.data.sources import load_text_corpus
 from mlmkit.errors import UserError
-from mlmkit.masking.collator import MaskingCollator
+from mlmkit.masking.collator import MaskingCollator, step_seed
 from mlmkit.masking.registry import build_strategy
 from mlmkit.masking.schedules import build_schedule
 from mlmkit.modeling.loading import load_mlm_model
@@ -56,6 +56,8 @@ class PretrainResult:
     after: dict[str, float]
     final_loss: float
     data: dict[str, int] = field(default_factory=dict)
+    resumed_from: str | None = None
+    """Checkpoint the run continued from, if any."""
 
 
 def build_pretrain_data(cfg: PretrainConfig, tokenizer: Any, strategy: Any):
@@ -101,7 +103,7 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
     out = Path(cfg.output.dir).expanduser()
     if main:
         # resuming keeps the run directory (checkpoints, metrics) as it is
-        prepare_output_dir(out, cfg.output.overwrite or resuming)
+        prepare_output_dir(out, cfg.output.overwrite, resume=resuming)
     accelerator.wait_for_everyone()
     config_yaml = config_to_yaml(cfg)
     if main:
@@ -212,12 +214,15 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
                 train_blocks.set_epoch(state.epoch)  # a resumed stream continues from its saved position
                 epoch_loader = loader
             else:
-                sampler.set_epoch(state.epoch)
+                sampler.use_epoch(state.epoch)
                 epoch_loader = accelerator.skip_first_batches(loader, state.batches_in_epoch) \
                     if state.batches_in_epoch else loader
             batches_seen = 0
             for padded in epoch_loader:
                 batches_seen += 1
+                # dropout draws, like masks, depend only on (seed, micro-batch, process): an exact
+                # resume does not hinge on which iterator or library touched the global RNG
+                torch.manual_seed(step_seed(tcfg.seed, state.micro_step, 0, accelerator.process_index))
                 with accelerator.accumulate(wrapped):
                     batch = collator.mask(padded, state.step, state.micro_step)
                     batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
@@ -294,7 +299,7 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
     return PretrainResult(
         output_dir=str(out), steps=state.step, train_seconds=state.train_seconds,
         tokens_per_second=state.tokens / max(state.train_seconds, 1e-9), before=before, after=after,
-        final_loss=loss_value, data=data_stats,
+        final_loss=loss_value, data=data_stats, resumed_from=str(checkpoint) if checkpoint else None,
     )
 
 

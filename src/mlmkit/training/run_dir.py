@@ -18,23 +18,22 @@ from typing import Any
 from mlmkit.errors import UserError
 
 
-def prepare_output_dir(path: str | Path, overwrite: bool, keep: tuple[str, ...] = ()) -> Path:
-    """Create the run directory; a non-empty one is an error unless ``overwrite``.
+def prepare_output_dir(path: str | Path, overwrite: bool, resume: bool = False) -> Path:
+    """Create the run directory; a non-empty one is an error unless ``overwrite`` or ``resume``.
 
     Args:
         path: Directory to create.
-        overwrite: Empty an existing directory first (except the entries named in ``keep``).
-        keep: Entries to preserve when overwriting (e.g. ``checkpoints`` on resume).
+        overwrite: Empty an existing directory first.
+        resume: Keep an existing directory exactly as it is (its checkpoints, metrics and
+            tokenizer are what the run continues from); wins over ``overwrite``.
     """
     out = Path(path).expanduser()
     if out.exists() and not out.is_dir():
         raise UserError(f"output path {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and any(out.iterdir()) and not resume:
         if not overwrite:
             raise UserError(f"output directory {out} is not empty; choose another or set output.overwrite=true")
         for entry in out.iterdir():
-            if entry.name in keep:
-                continue
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     try:
         out.mkdir(parents=True, exist_ok=True)
