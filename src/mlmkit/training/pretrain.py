@@ -127,10 +127,10 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
         train_blocks, eval_blocks, data_stats = build_pretrain_data(cfg, tokenizer, strategy)
     streaming = cfg.data.streaming
     if main:
-        source = "streamed corpus" if streaming else f"{data_stats['documents']:,} documents -> " \
+        source = "a streamed corpus" if streaming else f"{data_stats['documents']:,} documents -> " \
             f"{data_stats['blocks']:,} blocks"
-        console.print(f"data: {source} of {cfg.data.max_seq_length}-token blocks "
-                      f"({data_stats['eval_blocks']:,} held out)")
+        console.print(f"data: {source} of up to {cfg.data.max_seq_length} tokens "
+                      f"({data_stats['eval_blocks']:,} blocks held out)")
 
     wrapped = SparseMLM(model, sparse=cfg.model.sparse_head)
     if tcfg.compile:
