@@ -247,3 +247,13 @@ def test_split_follows_the_model_after_deepcopy():
     clone(**make_batch())["loss"].backward()
     assert all(p.grad is None for p in model.parameters())
     assert any(p.grad is not None for p in clone.model.generator_lm_head.parameters())
+
+
+def test_split_is_trusted_without_materialised_weights():
+    """On the meta device (as under DeepSpeed ZeRO-3 sharding) there is nothing to probe with."""
+    with torch.device("meta"):
+        model = BUILDERS["bert"]()
+    parts = locate_mlm_head(model)
+    assert parts is not None
+    assert check_mlm_head_split(model, parts) is None
+    assert split_mlm_head(model) is not None

@@ -105,8 +105,8 @@ def check_mlm_head_split(model: nn.Module, parts: tuple[nn.Module, Head]) -> str
     params = list(model.parameters())
     if not params:
         return "the model has no parameters"
-    if any(p.is_meta for p in params):
-        return None  # nothing to compute with; trust the structure
+    if any(p.is_meta or hasattr(p, "ds_id") for p in params):
+        return None  # no weights here to compute with (meta device, DeepSpeed ZeRO-3 shards); trust the structure
     device = params[0].device
     encoder, head = parts
     was_training = model.training
