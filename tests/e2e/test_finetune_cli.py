@@ -4,7 +4,6 @@ import json
 import random
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from mlmkit.cli.app import app
@@ -15,13 +14,7 @@ WORDS = {"good": ["great", "lovely", "fine"], "bad": ["awful", "poor", "sad"]}
 SUBJECTS = ["the cat", "a dog", "our team", "this phone", "the weather", "my neighbour"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy shared CPU those threads wait on each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
