@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from typing import Any
 
 import typer
 from rich.table import Table
 
-from mlmkit.cli.common import err_console, out_console, print_json, quiet_libraries, user_errors
+from mlmkit.cli.common import err_console, out_console, user_errors
 from mlmkit.cli.launch_options import (
     AccelerateConfig,
     MachineRank,
@@ -17,8 +16,7 @@ from mlmkit.cli.launch_options import (
     MainProcessPort,
     NumMachines,
     NumProcesses,
-    is_main_process,
-    relaunch_if_needed,
+    run_here_or_launch,
 )
 
 app = typer.Typer(help="Fine-tune an encoder for classification.", no_args_is_help=True)
@@ -106,15 +104,10 @@ def sentiment(
     cfg = load_config(FinetuneConfig, recipe, all_overrides, kind="finetune")  # validate before launching
     argv = ["finetune", "sentiment", *all_overrides, *(["--recipe", recipe] if recipe else []),
             *(["--json"] if as_json else [])]
-    if relaunch_if_needed(argv, num_processes, num_machines, machine_rank, main_process_ip, main_process_port,
-                          accelerate_config, LAUNCHER):
-        return
-    quiet_libraries()
-    result = finetune_classifier(cfg, console=err_console)
-    if not is_main_process():
-        return
-    if as_json:
-        print_json(asdict(result))
+    launch = (num_processes, num_machines, machine_rank, main_process_ip, main_process_port, accelerate_config)
+    result = run_here_or_launch(argv, launch, LAUNCHER, lambda: finetune_classifier(cfg, console=err_console),
+                                as_json)
+    if result is None:
         return
     for table in report_tables(result):
         out_console.print(table)

@@ -42,3 +42,28 @@ def is_main_process() -> bool:
     import os
 
     return os.environ.get("RANK", "0") == "0"
+
+
+def run_here_or_launch(argv: list[str], launch: tuple, launcher: Callable[[list[str]], int] | None,
+                       work: Callable[[], object], as_json: bool) -> object | None:
+    """The shared body of the training commands.
+
+    Hands the command to Accelerate's launcher when ``launch`` (the six launch options,
+    in signature order) asks for more than this process; otherwise runs ``work`` here.
+    Returns the result for the caller to print as tables, or None when there is nothing
+    left to print (launched, a non-main process, or ``--json`` already printed).
+    """
+    from dataclasses import asdict
+
+    from mlmkit.cli.common import print_json, quiet_libraries
+
+    if relaunch_if_needed(argv, *launch, launcher):
+        return None
+    quiet_libraries()
+    result = work()
+    if not is_main_process():
+        return None
+    if as_json:
+        print_json(asdict(result))
+        return None
+    return result

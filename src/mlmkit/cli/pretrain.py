@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
 
 import typer
 from rich.table import Table
 
-from mlmkit.cli.common import err_console, out_console, print_json, quiet_libraries, user_errors
+from mlmkit.cli.common import err_console, out_console, user_errors
 from mlmkit.cli.launch_options import (
     AccelerateConfig,
     MachineRank,
@@ -16,8 +15,7 @@ from mlmkit.cli.launch_options import (
     MainProcessPort,
     NumMachines,
     NumProcesses,
-    is_main_process,
-    relaunch_if_needed,
+    run_here_or_launch,
 )
 
 #: replaced in tests to check the multi-process command line without starting processes
@@ -45,18 +43,15 @@ def pretrain_command(
         overrides.append(f"train.resume={resume}")
     cfg = load_config(PretrainConfig, recipe, overrides, kind="pretrain")  # validate before launching
     argv = ["pretrain", *overrides, *(["--recipe", recipe] if recipe else []), *(["--json"] if as_json else [])]
-    if relaunch_if_needed(argv, num_processes, num_machines, machine_rank, main_process_ip, main_process_port,
-                          accelerate_config, LAUNCHER):
-        return
+    launch = (num_processes, num_machines, machine_rank, main_process_ip, main_process_port, accelerate_config)
 
-    from mlmkit.training.pretrain import pretrain
+    def work():
+        from mlmkit.training.pretrain import pretrain
 
-    quiet_libraries()
-    result = pretrain(cfg, console=err_console)
-    if not is_main_process():
-        return
-    if as_json:
-        print_json(asdict(result))
+        return pretrain(cfg, console=err_console)
+
+    result = run_here_or_launch(argv, launch, LAUNCHER, work, as_json)
+    if result is None:
         return
     table = Table(title=f"held-out MLM metrics (fixed 15% random masks) — {result.output_dir}")
     table.add_column("metric")
