@@ -32,17 +32,42 @@ def make_corpus(n: int = 200, seed: int = 0) -> list[str]:
             for _ in range(n)]
 
 
+def fixed_wordpiece_vocab(corpus: list[str], whole_word_max: int = 8, piece: int = 4) -> dict[str, int]:
+    """A deterministic WordPiece vocabulary: specials, characters, ``##`` characters and the corpus words.
+
+    Words longer than ``whole_word_max`` characters are kept out and added as pieces of ``piece`` characters
+    (``inte ##rnat ##iona ...``), so the vocabulary has multi-piece words for whole-word masking to group.
+    """
+    from collections import Counter
+
+    from tokenizers import normalizers, pre_tokenizers
+
+    norm, pre = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    counts = Counter(word for text in corpus for word, _ in pre.pre_tokenize_str(norm.normalize_str(text)))
+    chars = sorted({c for word in counts for c in word})
+    tokens = list(SPECIALS) + chars + [f"##{c}" for c in chars]
+    for word, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        if len(word) <= whole_word_max:
+            tokens.append(word)
+        else:
+            tokens.append(word[:piece])
+            tokens.extend(f"##{word[i:i + piece]}" for i in range(piece, len(word), piece))
+    return {token: i for i, token in enumerate(dict.fromkeys(tokens))}
+
+
 def train_tokenizer(kind: str, corpus: list[str], vocab_size: int = 200):
-    """Train a tiny fast tokenizer of ``kind`` (wordpiece, bpe or unigram) with BERT-style specials."""
+    """A tiny fast tokenizer of ``kind`` (wordpiece: fixed vocabulary; bpe, unigram: trained), BERT specials."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
+    trainer = None
     if kind == "wordpiece":
-        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        # The WordPiece trainer breaks ties in hash order, so its vocabulary changes from one process to the next;
+        # a fixed vocabulary keeps every test that trains a tiny model reproducible.
+        tok = Tokenizer(models.WordPiece(vocab=fixed_wordpiece_vocab(corpus), unk_token="[UNK]"))
         tok.normalizer = normalizers.BertNormalizer(lowercase=True)
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tok.decoder = decoders.WordPiece()
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIALS)
     elif kind == "bpe":
         tok = Tokenizer(models.BPE(unk_token="[UNK]"))
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
@@ -56,7 +81,8 @@ def train_tokenizer(kind: str, corpus: list[str], vocab_size: int = 200):
         trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, unk_token="[UNK]")
     else:
         raise ValueError(kind)
-    tok.train_from_iterator(corpus, trainer)
+    if trainer is not None:
+        tok.train_from_iterator(corpus, trainer)
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
@@ -65,14 +91,15 @@ def train_tokenizer(kind: str, corpus: list[str], vocab_size: int = 200):
                                    sep_token="[SEP]", mask_token="[MASK]", model_max_length=128)
 
 
-def build_tiny_bert(tokenizer, seed: int = 0):
+def build_tiny_bert(tokenizer, seed: int = 0, dropout: float = 0.1):
     """A 2-layer, 32-wide BertForMaskedLM sized to ``tokenizer``."""
     import torch
     from transformers import BertConfig, BertForMaskedLM
 
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id)
+                        intermediate_size=64, max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id,
+                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
     return BertForMaskedLM(config)
 
 

@@ -209,11 +209,11 @@ def test_targets_restrict_and_keep_full_vocabulary_scores(wp):
 
 def test_resolve_targets_wordpiece(wp):
     _, tokenizer = wp
-    resolved = resolve_targets(tokenizer, ["dog", " Dog ", "##s", "", "cars"])
-    car, dog, suffix = tokenizer.convert_tokens_to_ids(["car", "dog", "##s"])
-    assert resolved.token_ids == [dog, suffix, car]  # "Dog" lower-cases to "dog": one token, kept once
-    assert resolved.words == ["dog", "##s", "cars"]
-    assert resolved.notes == ["target 'cars' is not a single token (car ##s); scoring its first sub-token 'car'"]
+    resolved = resolve_targets(tokenizer, ["dog", " Dog ", "##s", "", "cats"])
+    cat, dog, suffix = tokenizer.convert_tokens_to_ids(["cat", "dog", "##s"])
+    assert resolved.token_ids == [dog, suffix, cat]  # "Dog" lower-cases to "dog": one token, kept once
+    assert resolved.words == ["dog", "##s", "cats"]
+    assert resolved.notes == ["target 'cats' is not a single token (cat ##s); scoring its first sub-token 'cat'"]
 
 
 def test_resolve_targets_byte_level_bpe_uses_word_start_tokens(bpe_tok):
