@@ -97,6 +97,8 @@ class TrainConfig:
     """Dataloader worker processes (masking still follows the exact optimizer step)."""
     compile: bool = False
     """Wrap the model in torch.compile."""
+    fast_dropout: bool = True
+    """On the CPU, draw dropout masks four to a random word instead of with bernoulli_ (eager mode only)."""
     eval_batch_size: int = 128
     """Sequences per evaluation batch."""
     checkpoint_every: int = 0

@@ -28,6 +28,7 @@ from mlmkit.data.labelled import (
     tokenize_labelled,
 )
 from mlmkit.errors import UserError
+from mlmkit.modeling.fast_dropout import use_fast_dropout
 from mlmkit.modeling.loading import load_tokenizer, resolve_model_name
 from mlmkit.training.classification_metrics import classification_report, majority_baseline
 from mlmkit.training.launch import build_accelerator
@@ -208,6 +209,8 @@ def finetune_classifier(cfg: FinetuneConfig, console: Console | None = None) -> 
     eval_loader = DataLoader(eval_set.select(by_length).remove_columns("length"), batch_size=tcfg.eval_batch_size,
                              shuffle=False, collate_fn=collator)
 
+    if tcfg.fast_dropout and not tcfg.compile and accelerator.device.type == "cpu":
+        use_fast_dropout(model)
     if tcfg.compile:
         model = torch.compile(model)
     optimizer = build_optimizer(model, tcfg.lr, tcfg.weight_decay)

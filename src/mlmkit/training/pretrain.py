@@ -25,6 +25,7 @@ from mlmkit.errors import UserError
 from mlmkit.masking.collator import MaskingCollator, step_seed
 from mlmkit.masking.registry import build_strategy
 from mlmkit.masking.schedules import build_schedule
+from mlmkit.modeling.fast_dropout import use_fast_dropout
 from mlmkit.modeling.loading import load_mlm_model
 from mlmkit.modeling.presets import is_from_scratch
 from mlmkit.modeling.sparse_head import SparseMLM
@@ -132,6 +133,8 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
         console.print(f"data: {source} of up to {cfg.data.max_seq_length} tokens "
                       f"({data_stats['eval_blocks']:,} blocks held out)")
 
+    if tcfg.fast_dropout and not tcfg.compile and accelerator.device.type == "cpu":
+        use_fast_dropout(model)
     wrapped = SparseMLM(model, sparse=cfg.model.sparse_head)
     if tcfg.compile:
         wrapped = torch.compile(wrapped)

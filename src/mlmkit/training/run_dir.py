@@ -72,6 +72,9 @@ def save_pretrained_atomic(out: Path, model: Any, tokenizer: Any) -> None:
         raise UserError(f"cannot write the model to {out}: {exc.strerror or exc}") from exc
     try:
         try:
+            from mlmkit.modeling.fast_dropout import restore_attention
+
+            restore_attention(model)  # the saved config names a standard attention kernel
             model.save_pretrained(staging, safe_serialization=True)
             if tokenizer is not None:
                 tokenizer.save_pretrained(staging)
