@@ -184,6 +184,7 @@ def bench_config(spec: dict[str, Any]):
     t.mixed_precision = "bf16" if spec["bf16"] else "no"
     t.log_every = spec["log_every"]
     t.compile = spec.get("compile", False)
+    t.fast_dropout = spec.get("fast_dropout", True)
     t.eval_batch_size = 64
     cfg.output.dir = spec["out"]
     cfg.output.overwrite = True
@@ -510,6 +511,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast in both paths")
     parser.add_argument("--compile", action="store_true",
                         help="path (b) with train.compile=true (steady rates then leave out the compiling steps)")
+    parser.add_argument("--no-fast-dropout", action="store_true",
+                        help="path (b) with train.fast_dropout=false (torch's own dropout kernels)")
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--warmup-ratio", type=float, default=0.06)
@@ -558,7 +561,8 @@ def main(argv: list[str] | None = None) -> int:
     def common_spec(seq: int, batch: int) -> dict[str, Any]:
         return {"device": args.device, "seq": seq, "batch": batch, "steps": steps, "lr": args.lr,
                 "weight_decay": args.weight_decay, "warmup_ratio": args.warmup_ratio, "seed": args.seed,
-                "bf16": args.bf16, "max_documents": max_documents, "log_every": defaults["log_every"], "warm": warm}
+                "bf16": args.bf16, "max_documents": max_documents, "log_every": defaults["log_every"], "warm": warm,
+                "fast_dropout": not args.no_fast_dropout}
 
     if args.profile:
         with tempfile.TemporaryDirectory(prefix="mlmkit-profile-") as tmp:
@@ -604,7 +608,9 @@ def main(argv: list[str] | None = None) -> int:
         header = [
             f"[bold]pretrain throughput[/]: {info['label']}, {info['params'] / 1e6:.1f}M params, "
             f"seq {seq}, batch {batch}, {steps} steps, {args.rounds} rounds (a/b alternating), {precision}"
-            f"{', (b) with train.compile=true' if args.compile else ''}; steady rates leave out the first "
+            f"{', (b) with train.compile=true' if args.compile else ''}"
+            f"{', (b) with train.fast_dropout=false' if args.no_fast_dropout else ''}; "
+            f"steady rates leave out the first "
             f"{warm} step(s)",
             f"device: {device_name}; matmul peak ({precision}) measured by this script: {peak / 1e9:,.1f} GFLOP/s",
         ]
