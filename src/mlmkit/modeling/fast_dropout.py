@@ -50,18 +50,22 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> torch.Tensor:
 
 
 class _MaskedScale(torch.autograd.Function):
-    """``where(keep, x, 0) * scale``, saving only the boolean mask for the backward pass."""
+    """``x * keep * scale``, saving only the boolean mask (one byte per element) for the backward pass.
+
+    Multiplying by the mask as a float tensor of 0 and ``scale`` took about two thirds of the
+    time of ``torch.where`` on two cores (forward and backward of a 32 x 12 x 128 x 128 tensor).
+    """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, keep: torch.Tensor, scale: float) -> torch.Tensor:  # noqa: D102
         ctx.save_for_backward(keep)
         ctx.scale = scale
-        return torch.where(keep, x, 0.0).mul_(scale)
+        return x * keep.to(x.dtype).mul_(scale)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # noqa: D102
         (keep,) = ctx.saved_tensors
-        return torch.where(keep, grad, 0.0).mul_(ctx.scale), None, None
+        return grad * keep.to(grad.dtype).mul_(ctx.scale), None, None
 
 
 def fast_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
