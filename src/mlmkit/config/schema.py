@@ -33,6 +33,9 @@ class ModelConfig:
     """Allow model code from the Hub to run; off unless you trust the repository."""
     sparse_head: bool = True
     """Run the MLM head only on predicted positions (same loss, much less compute)."""
+    sparse_last_layer: bool = True
+    """With sparse_head, also run the last encoder layer's queries and feed-forward only at predicted positions
+    (BERT-layout layers; checked on a probe; eager mode without FSDP / ZeRO-3 sharding)."""
     attn_implementation: str | None = "sdpa"
     """Attention kernel passed to from_pretrained ('sdpa', 'eager', ...); None keeps the model's default."""
 

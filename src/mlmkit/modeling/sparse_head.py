@@ -132,6 +132,42 @@ def check_mlm_head_split(model: nn.Module, parts: tuple[nn.Module, Head]) -> str
     return None
 
 
+def check_last_layer(model: nn.Module, parts: tuple[nn.Module, Head]) -> str | None:
+    """Compare the last-layer-at-predicted-positions path with the model's own logits on a probe.
+
+    Returns:
+        None when :func:`~mlmkit.modeling.last_layer.encode_predicted` reproduces the
+        model's logits at the predicted positions, otherwise a short reason.
+    """
+    from mlmkit.modeling.last_layer import encode_predicted, locate_last_layer
+
+    encoder, head = parts
+    if locate_last_layer(encoder) is None:
+        return "its layers do not have the BERT layout"
+    params = list(model.parameters())
+    if any(p.is_meta or hasattr(p, "ds_id") for p in params):
+        return "its weights are not materialised here"
+    was_training = model.training
+    model.eval()
+    try:
+        input_ids, attention_mask = _probe_inputs(model, params[0].device)
+        predicted = torch.zeros_like(attention_mask, dtype=torch.bool)
+        predicted[0, [1, 4, 5]] = True
+        predicted[1, 2] = True
+        with torch.no_grad():
+            full = model(input_ids=input_ids, attention_mask=attention_mask).logits[predicted]
+            ours = head(encode_predicted(encoder, input_ids, attention_mask, predicted))
+    except Exception as exc:  # any failure means the layer does not work the way we assume
+        return f"probe failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+    finally:
+        model.train(was_training)
+    full, ours = full.float(), ours.float()
+    tolerance = (1e-4 if params[0].dtype == torch.float32 else 2e-2) * full.abs().max().clamp(min=1.0)
+    if full.shape != ours.shape or not bool((full - ours).abs().max() <= tolerance):
+        return "its output at the predicted positions differs from the model's"
+    return None
+
+
 def split_mlm_head(model: nn.Module, verify: bool = True) -> tuple[nn.Module, Head] | None:
     """Return ``(encoder, head)`` for MLM models whose head can be run on its own, else None.
 
@@ -167,15 +203,24 @@ class SparseMLM(nn.Module):
         model: The MLM model.
         sparse: Gather before the head when the architecture allows; otherwise (or when
             False) run the full head and gather the logits afterwards.
+        last_layer: With ``sparse``, also run the encoder's last layer only at the
+            predicted positions (see :mod:`mlmkit.modeling.last_layer`) when its layout
+            allows and a probe confirms the result; eager mode, unsharded weights only.
     """
 
-    def __init__(self, model: nn.Module, sparse: bool = True) -> None:
+    def __init__(self, model: nn.Module, sparse: bool = True, last_layer: bool = False) -> None:
         super().__init__()
         self.model = model
         parts = split_mlm_head(model) if sparse else None
         if sparse and parts is None:
             log.warning("sparse MLM head not available for %s; using the full head", type(model).__name__)
         self.sparse = parts is not None
+        self.last_layer = False
+        if self.sparse and last_layer:
+            reason = check_last_layer(model, parts)
+            if reason is not None:
+                log.info("the last layer of %s runs at every position: %s", type(model).__name__, reason)
+            self.last_layer = reason is None
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
         predicted = labels != IGNORE_INDEX
@@ -183,8 +228,13 @@ class SparseMLM(nn.Module):
         parts = locate_mlm_head(self.model) if self.sparse else None
         if parts is not None:
             encoder, head = parts
-            hidden = encoder(input_ids=input_ids, attention_mask=attention_mask)[0]
-            logits = head(hidden[predicted])
+            if self.last_layer:
+                from mlmkit.modeling.last_layer import encode_predicted
+
+                logits = head(encode_predicted(encoder, input_ids, attention_mask, predicted))
+            else:
+                hidden = encoder(input_ids=input_ids, attention_mask=attention_mask)[0]
+                logits = head(hidden[predicted])
         else:
             logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits[predicted]
         token_loss = nn.functional.cross_entropy(logits.float(), targets, reduction="none")

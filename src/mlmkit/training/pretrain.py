@@ -89,7 +89,7 @@ def build_pretrain_data(cfg: PretrainConfig, tokenizer: Any, strategy: Any):
 
 def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainResult:
     """Run MLM pre-training as configured and return the before/after metrics."""
-    from accelerate.utils import set_seed
+    from accelerate.utils import DistributedType, set_seed
     from torch.utils.data import DataLoader
 
     console = console or Console(stderr=True)
@@ -135,7 +135,10 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
 
     if tcfg.fast_dropout and not tcfg.compile and accelerator.device.type == "cpu":
         use_fast_dropout(model)
-    wrapped = SparseMLM(model, sparse=cfg.model.sparse_head)
+    # the last-layer path swaps a module during forward: eager mode, and no sharding wrappers around layers
+    sharded = accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+    wrapped = SparseMLM(model, sparse=cfg.model.sparse_head,
+                        last_layer=cfg.model.sparse_last_layer and not tcfg.compile and not sharded)
     if tcfg.compile:
         wrapped = torch.compile(wrapped)
     optimizer = build_optimizer(wrapped, tcfg.lr, tcfg.weight_decay)
