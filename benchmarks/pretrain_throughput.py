@@ -36,9 +36,15 @@ Model FLOPs (matmuls only; training = 3x forward: 2 FLOPs per multiply-add forwa
 
 N_layers_params counts the encoder layers' weights (no embeddings, no head). "useful"
 FLOPs apply the head to the predicted positions only (what the loss needs; the same for
-both paths); "executed" FLOPs apply it where each path really runs it (every position
-for the Trainer, predicted positions for mlmkit). Predicted positions are counted in the
-Trainer worker's batches (masking ratio x non-special share, ~14%) and used for both.
+both paths); "executed" FLOPs count what each path really runs: the head on every position
+for the Trainer, on predicted positions for mlmkit, and for mlmkit's last encoder layer
+(``model.sparse_last_layer``, on by default) the query, attention-output and feed-forward
+matmuls and the attention of predicted positions only::
+
+    saved per unpredicted token   6 * (2 * hidden^2 + 2 * hidden * intermediate)  +  12 * seq * hidden
+
+Predicted positions are counted in the Trainer worker's batches (masking ratio x
+non-special share, ~14%) and used for both.
 MFU divides FLOP/s by a matrix-multiply peak (best of several large square matmuls:
 fp32 on CPU, bf16 on GPU or with ``--bf16``) measured in each run's own process right
 before and after it trains, so that a run slowed by other work on a shared machine is
@@ -156,7 +162,7 @@ def materialize_model(size: str, workdir: Path, seed: int) -> dict[str, Any]:
         "label": label, "dirs": {k: str(v) for k, v in dirs.items()},
         "params": sum(p.numel() for p in model.parameters()), "layer_params": layer_params,
         "hidden": cfg.hidden_size, "layers": cfg.num_hidden_layers, "vocab": cfg.vocab_size,
-        "head_matmul_params": head_matmul,
+        "head_matmul_params": head_matmul, "intermediate": cfg.intermediate_size,
     }
 
 
@@ -185,6 +191,7 @@ def bench_config(spec: dict[str, Any]):
     t.log_every = spec["log_every"]
     t.compile = spec.get("compile", False)
     t.fast_dropout = spec.get("fast_dropout", True)
+    cfg.model.sparse_last_layer = spec.get("sparse_last_layer", True)
     t.eval_batch_size = 64
     cfg.output.dir = spec["out"]
     cfg.output.overwrite = True
@@ -334,15 +341,24 @@ def mlmkit_worker(spec: dict[str, Any], rss_after_imports: int) -> dict[str, Any
     per_step = spec["batch"] * spec["seq"]  # packed blocks are full length except a rare tail block
     timed = [r for r in rows if r["step"] >= spec["warm"]]  # from the end of the warm-up steps left out
     first, last = timed[0], timed[-1]
+    memory = _memory(spec["device"], rss_after_imports)
+    # whether the last-layer shortcut was really used (it needs the BERT layer layout and passes a probe)
+    from transformers import AutoModelForMaskedLM
+
+    from mlmkit.modeling.sparse_head import SparseMLM
+
+    last_layer = False
+    if spec.get("sparse_last_layer", True) and not spec.get("compile"):
+        last_layer = SparseMLM(AutoModelForMaskedLM.from_pretrained(spec["model_dir"]), last_layer=True).last_layer
     return {
         "path": "mlmkit", "steps": result.steps, "tokens": result.tokens_per_second * result.train_seconds,
-        "seconds": result.train_seconds,
+        "seconds": result.train_seconds, "sparse_last_layer": last_layer,
         "steady_tokens": per_step * (last["step"] - first["step"]),
         "steady_seconds": last["elapsed_s"] - first["elapsed_s"],
         "step_rates": [per_step * (r1["step"] - r0["step"]) / (r1["elapsed_s"] - r0["elapsed_s"])
                        for r0, r1 in zip(timed, timed[1:], strict=False)],
         "losses": [r["loss"] for r in rows] if spec["log_every"] == 1 else [],
-        **_memory(spec["device"], rss_after_imports),
+        **memory,
     }
 
 
@@ -437,6 +453,9 @@ def summarize(results: list[dict[str, Any]], info: dict[str, Any], seq: int, by_
     share = info["predicted_share"]
     useful = flops_per_step(info, seq, 1.0, share)  # per token
     executed = flops_per_step(info, seq, 1.0, 1.0 if results[0]["path"] == "trainer" else share)
+    if results[0]["path"] == "mlmkit" and results[0].get("sparse_last_layer"):
+        hidden = info["hidden"]
+        executed -= (1 - share) * (6 * (2 * hidden**2 + 2 * hidden * info["intermediate"]) + 12 * seq * hidden)
     peaks = [r["matmul_peak"] for r in results]
     memory_key = "peak_gpu_bytes" if "peak_gpu_bytes" in results[0] else "peak_rss_bytes"
     summary = {
@@ -513,6 +532,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="path (b) with train.compile=true (steady rates then leave out the compiling steps)")
     parser.add_argument("--no-fast-dropout", action="store_true",
                         help="path (b) with train.fast_dropout=false (torch's own dropout kernels)")
+    parser.add_argument("--no-sparse-last-layer", action="store_true",
+                        help="path (b) with model.sparse_last_layer=false (the last layer at every position)")
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--warmup-ratio", type=float, default=0.06)
@@ -562,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
         return {"device": args.device, "seq": seq, "batch": batch, "steps": steps, "lr": args.lr,
                 "weight_decay": args.weight_decay, "warmup_ratio": args.warmup_ratio, "seed": args.seed,
                 "bf16": args.bf16, "max_documents": max_documents, "log_every": defaults["log_every"], "warm": warm,
-                "fast_dropout": not args.no_fast_dropout}
+                "fast_dropout": not args.no_fast_dropout, "sparse_last_layer": not args.no_sparse_last_layer}
 
     if args.profile:
         with tempfile.TemporaryDirectory(prefix="mlmkit-profile-") as tmp:
@@ -609,7 +630,8 @@ def main(argv: list[str] | None = None) -> int:
             f"[bold]pretrain throughput[/]: {info['label']}, {info['params'] / 1e6:.1f}M params, "
             f"seq {seq}, batch {batch}, {steps} steps, {args.rounds} rounds (a/b alternating), {precision}"
             f"{', (b) with train.compile=true' if args.compile else ''}"
-            f"{', (b) with train.fast_dropout=false' if args.no_fast_dropout else ''}; "
+            f"{', (b) with train.fast_dropout=false' if args.no_fast_dropout else ''}"
+            f"{', (b) with model.sparse_last_layer=false' if args.no_sparse_last_layer else ''}; "
             f"steady rates leave out the first "
             f"{warm} step(s)",
             f"device: {device_name}; matmul peak ({precision}) measured by this script: {peak / 1e9:,.1f} GFLOP/s",
@@ -627,6 +649,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{100 * info['predicted_share']:.1f}% of tokens; model FLOPs/token: useful "
                 f"{flops_per_step(info, seq, 1, info['predicted_share']) / 1e6:.1f}M, "
                 f"with the head on every position {flops_per_step(info, seq, 1, 1) / 1e6:.1f}M",
+                f"mlmkit: sparse head; last layer only at predicted positions: "
+                f"{'yes' if results['mlmkit'][0].get('sparse_last_layer') else 'no'}; fast CPU dropout: "
+                f"{'no' if args.no_fast_dropout or args.compile or args.device != 'cpu' else 'yes'}",
             ]
         print_report(header, rows, agreement, "median step" if args.device == "cpu" else "steady mean")
         all_results["runs"][str(seq)] = {"batch": batch, "results": results, "summary": rows,
