@@ -24,6 +24,8 @@ model is saved.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -104,14 +106,25 @@ def sdpa_with_fast_dropout(module: nn.Module, query: torch.Tensor, key: torch.Te
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    context = math_attention(query, key, value, attention_mask, scale, lambda probs: fast_dropout(probs, dropout))
+    return context.transpose(1, 2).contiguous(), None
+
+
+def math_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                   attention_mask: torch.Tensor | None, scale: float,
+                   dropout: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``dropout(softmax(q k^T * scale + mask)) v`` over ``(batch, heads, length, head_size)`` tensors.
+
+    ``attention_mask`` is boolean (True: attend), additive, or None; ``dropout`` is applied
+    to the attention probabilities.
+    """
     scores = torch.matmul(query * scale, key.transpose(-1, -2))
     if attention_mask is not None:
         if attention_mask.dtype == torch.bool:
             scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
         else:
             scores = scores + attention_mask
-    probs = fast_dropout(torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype), dropout)
-    return torch.matmul(probs, value).transpose(1, 2).contiguous(), None
+    return torch.matmul(dropout(torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)), value)
 
 
 def _register() -> None:

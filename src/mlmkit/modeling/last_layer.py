@@ -27,6 +27,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mlmkit.modeling.fast_dropout import math_attention
+
 
 class _PassThrough(nn.Module):
     """Stands in for the last layer while the earlier ones run: returns the hidden states unchanged."""
@@ -107,11 +109,7 @@ def last_layer_at(layer: nn.Module, hidden: torch.Tensor, attention_mask: torch.
     dropout = attention.dropout.p if attention.training else 0.0
     if dropout > 0.0 and hidden.device.type == "cpu":
         # the layer's own dropout module (FastDropout when the loop swapped it in)
-        scores = torch.matmul(query * scale, key.transpose(-1, -2))
-        if keys_kept is not None:
-            scores = scores.masked_fill(~keys_kept, torch.finfo(scores.dtype).min)
-        probs = attention.dropout(torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype))
-        context = torch.matmul(probs, value)
+        context = math_attention(query, key, value, keys_kept, scale, attention.dropout)
     else:
         context = nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=keys_kept,
                                                              dropout_p=dropout, scale=scale)

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from mlmkit.masking.base import IGNORE_INDEX
+from mlmkit.modeling.last_layer import encode_predicted, locate_last_layer
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,41 @@ def _probe_inputs(model: nn.Module, device: torch.device) -> tuple[torch.Tensor,
     return input_ids.to(device), attention_mask.to(device)
 
 
+def _unmaterialised(params: list[torch.Tensor]) -> bool:
+    """No weights here to compute with (meta device, DeepSpeed ZeRO-3 shards)."""
+    return any(p.is_meta or hasattr(p, "ds_id") for p in params)
+
+
+def _compare_on_probe(model: nn.Module, compute: Callable[..., tuple[torch.Tensor, torch.Tensor]],
+                      what: str) -> str | None:
+    """Run ``compute(input_ids, attention_mask) -> (reference, candidate)`` on the probe and compare.
+
+    The model runs in eval mode (no dropout) without gradients and is put back in its
+    previous mode. Returns None when the two agree to float tolerance (relative to the
+    largest reference value; looser for half-precision weights), else a short reason
+    naming ``what`` was compared.
+    """
+    params = list(model.parameters())
+    was_training = model.training
+    model.eval()
+    try:
+        input_ids, attention_mask = _probe_inputs(model, params[0].device)
+        with torch.no_grad():
+            reference, candidate = compute(input_ids, attention_mask)
+    except Exception as exc:  # any failure means we cannot rely on the shortcut
+        return f"probe failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+    finally:
+        model.train(was_training)
+    if reference.shape != candidate.shape:
+        return f"{what} has shape {tuple(candidate.shape)}, the model's logits {tuple(reference.shape)}"
+    reference, candidate = reference.float(), candidate.float()
+    tolerance = (1e-4 if params[0].dtype == torch.float32 else 2e-2) * reference.abs().max().clamp(min=1.0)
+    difference = (reference - candidate).abs().max()
+    if not bool(difference <= tolerance):
+        return f"{what} differs from the model's logits by {difference.item():.3g}"
+    return None
+
+
 def check_mlm_head_split(model: nn.Module, parts: tuple[nn.Module, Head]) -> str | None:
     """Compare ``head(encoder(x))`` with ``model(x).logits`` on a small probe in eval mode.
 
@@ -105,31 +141,15 @@ def check_mlm_head_split(model: nn.Module, parts: tuple[nn.Module, Head]) -> str
     params = list(model.parameters())
     if not params:
         return "the model has no parameters"
-    if any(p.is_meta or hasattr(p, "ds_id") for p in params):
-        return None  # no weights here to compute with (meta device, DeepSpeed ZeRO-3 shards); trust the structure
-    device = params[0].device
+    if _unmaterialised(params):
+        return None  # nothing to probe with; trust the structure
     encoder, head = parts
-    was_training = model.training
-    model.eval()
-    try:
-        input_ids, attention_mask = _probe_inputs(model, device)
-        with torch.no_grad():
-            full = model(input_ids=input_ids, attention_mask=attention_mask).logits
-            split = head(encoder(input_ids=input_ids, attention_mask=attention_mask)[0])
-    except Exception as exc:  # any failure means we cannot rely on the split
-        return f"probe failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-    finally:
-        model.train(was_training)
-    if full.shape != split.shape:
-        return f"head output shape {tuple(split.shape)} differs from the model's logits {tuple(full.shape)}"
-    full, split = full.float(), split.float()
-    precise = params[0].dtype == torch.float32
-    scale = full.abs().max().clamp(min=1.0)
-    tolerance = (1e-4 if precise else 2e-2) * scale
-    difference = (full - split).abs().max()
-    if not bool(difference <= tolerance):
-        return f"head(encoder(x)) differs from the model's logits by {difference.item():.3g}"
-    return None
+
+    def compute(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (model(input_ids=input_ids, attention_mask=attention_mask).logits,
+                head(encoder(input_ids=input_ids, attention_mask=attention_mask)[0]))
+
+    return _compare_on_probe(model, compute, "head(encoder(x))")
 
 
 def check_last_layer(model: nn.Module, parts: tuple[nn.Module, Head]) -> str | None:
@@ -139,33 +159,21 @@ def check_last_layer(model: nn.Module, parts: tuple[nn.Module, Head]) -> str | N
         None when :func:`~mlmkit.modeling.last_layer.encode_predicted` reproduces the
         model's logits at the predicted positions, otherwise a short reason.
     """
-    from mlmkit.modeling.last_layer import encode_predicted, locate_last_layer
-
     encoder, head = parts
     if locate_last_layer(encoder) is None:
         return "its layers do not have the BERT layout"
     params = list(model.parameters())
-    if any(p.is_meta or hasattr(p, "ds_id") for p in params):
+    if not params or _unmaterialised(params):
         return "its weights are not materialised here"
-    was_training = model.training
-    model.eval()
-    try:
-        input_ids, attention_mask = _probe_inputs(model, params[0].device)
+
+    def compute(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         predicted = torch.zeros_like(attention_mask, dtype=torch.bool)
         predicted[0, [1, 4, 5]] = True
         predicted[1, 2] = True
-        with torch.no_grad():
-            full = model(input_ids=input_ids, attention_mask=attention_mask).logits[predicted]
-            ours = head(encode_predicted(encoder, input_ids, attention_mask, predicted))
-    except Exception as exc:  # any failure means the layer does not work the way we assume
-        return f"probe failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-    finally:
-        model.train(was_training)
-    full, ours = full.float(), ours.float()
-    tolerance = (1e-4 if params[0].dtype == torch.float32 else 2e-2) * full.abs().max().clamp(min=1.0)
-    if full.shape != ours.shape or not bool((full - ours).abs().max() <= tolerance):
-        return "its output at the predicted positions differs from the model's"
-    return None
+        return (model(input_ids=input_ids, attention_mask=attention_mask).logits[predicted],
+                head(encode_predicted(encoder, input_ids, attention_mask, predicted)))
+
+    return _compare_on_probe(model, compute, "the last layer at predicted positions")
 
 
 def split_mlm_head(model: nn.Module, verify: bool = True) -> tuple[nn.Module, Head] | None:
@@ -229,8 +237,6 @@ class SparseMLM(nn.Module):
         if parts is not None:
             encoder, head = parts
             if self.last_layer:
-                from mlmkit.modeling.last_layer import encode_predicted
-
                 logits = head(encode_predicted(encoder, input_ids, attention_mask, predicted))
             else:
                 hidden = encoder(input_ids=input_ids, attention_mask=attention_mask)[0]
