@@ -1,0 +1,1 @@
+"""Model-independent scoring of masked language models: fixed masks, PLL, word classes, probes."""
