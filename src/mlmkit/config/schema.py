@@ -114,6 +114,9 @@ class TrainConfig:
     """'auto' (latest complete checkpoint of the run directory, if any) or a checkpoint path."""
     max_time: str | None = None
     """Time budget such as '2h', '90m', '1h30m' or seconds; stops cleanly with a checkpoint and evaluation."""
+    report_to: Any = "none"
+    """Experiment trackers through Accelerate: 'none', a name or a list (tensorboard, trackio, wandb, mlflow,
+    comet_ml, aim, clearml, dvclive, swanlab); local logs go to <output.dir>/logs."""
 
 
 @dataclass
@@ -124,6 +127,10 @@ class OutputConfig:
     """Run directory: model + tokenizer (from_pretrained-ready), config.yaml, metrics.jsonl."""
     overwrite: bool = False
     """Replace an existing non-empty run directory."""
+    push_to_hub: bool = False
+    """Upload the run directory to the Hugging Face Hub at the end (needs hub_repo_id and a token)."""
+    hub_repo_id: str | None = None
+    """Hub repository to push to, e.g. 'your-name/minilm-tweets-mlm'."""
 
 
 @dataclass
