@@ -32,10 +32,12 @@ from mlmkit.modeling.fast_dropout import use_fast_dropout
 from mlmkit.modeling.loading import load_tokenizer, resolve_model_name
 from mlmkit.training.classification_metrics import classification_report, majority_baseline
 from mlmkit.training.launch import build_accelerator
+from mlmkit.training.model_card import finish_run
 from mlmkit.training.optim import build_lr_scheduler, build_optimizer
 from mlmkit.training.progress import training_progress
-from mlmkit.training.run_dir import MetricsLog, prepare_output_dir, save_pretrained_atomic, write_text_atomic
+from mlmkit.training.run_dir import prepare_output_dir, save_pretrained_atomic, write_text_atomic
 from mlmkit.training.stopping import parse_duration
+from mlmkit.training.tracking import open_metrics_log, reporting_options
 
 #: padded lengths are rounded up to this (tensor-core friendly on GPUs, harmless on CPUs)
 PAD_TO_MULTIPLE_OF = 8
@@ -171,7 +173,7 @@ def finetune_classifier(cfg: FinetuneConfig, console: Console | None = None) -> 
         raise UserError("checkpoints and resume (train.checkpoint_every, train.checkpoint_minutes, train.resume) "
                         "are for pre-training; fine-tuning runs are short and start over")
     budget = parse_duration(tcfg.max_time)
-    accelerator = build_accelerator(tcfg.grad_accum, tcfg.mixed_precision)
+    accelerator = build_accelerator(tcfg.grad_accum, tcfg.mixed_precision, **reporting_options(cfg))
     main = accelerator.is_main_process
     set_seed(tcfg.seed)
 
@@ -196,7 +198,7 @@ def finetune_classifier(cfg: FinetuneConfig, console: Console | None = None) -> 
         counts = ", ".join(f"{k} {v:,}" for k, v in splits.stats["train_per_class"].items())
         console.print(f"data: {len(train_set):,} training examples ({counts}); {len(eval_set):,} for evaluation "
                       f"({splits.eval_source})")
-    metrics = MetricsLog(out / "metrics.jsonl", enabled=main)
+    metrics = open_metrics_log(accelerator, cfg, out)  # metrics.jsonl, also sent to train.report_to trackers
 
     train_labels = column_values(train_set, "label")
     collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=PAD_TO_MULTIPLE_OF, return_tensors="pt")
@@ -286,4 +288,6 @@ def finetune_classifier(cfg: FinetuneConfig, console: Console | None = None) -> 
         save_pretrained_atomic(out, accelerator.unwrap_model(model), tokenizer)
         write_text_atomic(out / "eval_results.json", json.dumps(asdict(result), indent=2) + "\n")
     accelerator.end_training()
+    if main:  # training_curves.png, README.md model card; the Hub upload if configured
+        finish_run(out, cfg.output, console)
     return result

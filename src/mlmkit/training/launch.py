@@ -92,14 +92,24 @@ def launch(argv: Sequence[str], options: LaunchOptions,
     return subprocess.run(cmd, env=env, check=False).returncode
 
 
-def build_accelerator(grad_accum: int, mixed_precision: str) -> Any:
-    """An ``Accelerator`` for the current process; gloo on CPUs when launched with several processes."""
+def build_accelerator(grad_accum: int, mixed_precision: str, log_with: list[str] | None = None,
+                      logging_dir: str | None = None) -> Any:
+    """An ``Accelerator`` for the current process; gloo on CPUs when launched with several processes.
+
+    Args:
+        grad_accum: Micro-batches per optimizer step.
+        mixed_precision: 'auto', 'no', 'bf16' or 'fp16'.
+        log_with: Accelerate tracker names (see :func:`mlmkit.training.tracking.reporting_options`).
+        logging_dir: Where trackers that write locally (TensorBoard) put their files.
+    """
     import torch
     from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
 
     from mlmkit.training.optim import resolve_mixed_precision
 
     # Accelerate treats a torchrun-style launch as multi-GPU unless told cpu=True
     cpu_processes = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
     return Accelerator(gradient_accumulation_steps=grad_accum, cpu=cpu_processes,
-                       mixed_precision=resolve_mixed_precision(mixed_precision))
+                       mixed_precision=resolve_mixed_precision(mixed_precision), log_with=log_with or None,
+                       project_config=ProjectConfiguration(logging_dir=logging_dir))

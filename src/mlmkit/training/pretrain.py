@@ -39,10 +39,12 @@ from mlmkit.training.checkpoint import (
 )
 from mlmkit.training.launch import build_accelerator
 from mlmkit.training.mlm_eval import evaluate_mlm, fixed_eval_batches, most_frequent_token_baseline
+from mlmkit.training.model_card import finish_run
 from mlmkit.training.optim import build_lr_scheduler, build_optimizer
 from mlmkit.training.progress import training_progress
-from mlmkit.training.run_dir import MetricsLog, prepare_output_dir, save_pretrained_atomic, write_text_atomic
+from mlmkit.training.run_dir import prepare_output_dir, save_pretrained_atomic, write_text_atomic
 from mlmkit.training.stopping import StopSignals, TrainingInterrupted, parse_duration
+from mlmkit.training.tracking import open_metrics_log, reporting_options
 
 
 @dataclass
@@ -96,7 +98,7 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
     tcfg = cfg.train
     if tcfg.max_steps <= 0:
         raise UserError("train.max_steps must be positive for pre-training")
-    accelerator = build_accelerator(tcfg.grad_accum, tcfg.mixed_precision)
+    accelerator = build_accelerator(tcfg.grad_accum, tcfg.mixed_precision, **reporting_options(cfg))
     main = accelerator.is_main_process
     set_seed(tcfg.seed)
 
@@ -109,7 +111,7 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
     config_yaml = config_to_yaml(cfg)
     if main:
         write_text_atomic(out / "config.yaml", config_yaml)
-    metrics = MetricsLog(out / "metrics.jsonl", enabled=main)
+    metrics = open_metrics_log(accelerator, cfg, out)  # metrics.jsonl, also sent to train.report_to trackers
     checkpoint = resolve_resume(tcfg.resume, out) if resuming else None
     if resuming and checkpoint is None and tcfg.resume != "auto":
         raise UserError(f"nothing to resume from {tcfg.resume}")
@@ -302,11 +304,14 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
         if strategy.state_dict():
             write_text_atomic(out / "masking_state.json", json.dumps(strategy.state_dict()))
     accelerator.end_training()
-    return PretrainResult(
+    result = PretrainResult(
         output_dir=str(out), steps=state.step, train_seconds=state.train_seconds,
         tokens_per_second=state.tokens / max(state.train_seconds, 1e-9), before=before, after=after,
         final_loss=loss_value, data=data_stats, resumed_from=str(checkpoint) if checkpoint else None,
     )
+    if main:  # eval_results.json, training_curves.png, README.md model card; the Hub upload if configured
+        finish_run(out, cfg.output, console, result)
+    return result
 
 
 def _stop_reason(signals: StopSignals, budget: float | None, seconds: float, accelerator: Any) -> str | None:
