@@ -91,7 +91,10 @@ def test_json_shape_with_several_masks_and_alias(tiny_model_dir):
     for candidates in masks:
         assert all(set(c) == {"token", "token_id", "score", "sequence"} for c in candidates)
         assert candidates[0]["score"] >= candidates[1]["score"]
-        assert all(c["sequence"].count("[MASK]") == 2 for c in candidates)  # the other two stay visible
+    # each sequence is the text as given with one mask filled; the other two stay as they were written
+    assert {c["sequence"] for c in masks[0]} == {f"the {c['token']} likes [MASK] pancakes [MASK]" for c in masks[0]}
+    assert {c["sequence"] for c in masks[1]} == {f"the <mask> likes {c['token']} pancakes [MASK]" for c in masks[1]}
+    assert {c["sequence"] for c in masks[2]} == {f"the <mask> likes [MASK] pancakes {c['token']}" for c in masks[2]}
 
 
 def test_targets_restrict_output_and_note_sub_tokens(tiny_model_dir):
@@ -108,7 +111,7 @@ def test_bpe_targets_and_mask_alias(bpe_model_dir):
     payload = _json(_invoke("a dog hates <mask> today.", "-m", bpe_model_dir, "-t", "dog,the,train", "--json"))
     assert {c["token"] for c in payload[0]["masks"][0]} == {" dog", " the", " train"}
     assert {c["sequence"] for c in payload[0]["masks"][0]} == {
-        " a dog hates dog today.", " a dog hates the today.", " a dog hates train today."}
+        "a dog hates dog today.", "a dog hates the today.", "a dog hates train today."}  # the text as given
 
 
 def test_file_in_batches(tiny_model_dir, tmp_path, expected):

@@ -308,6 +308,9 @@ def fill_mask(model: Any, tokenizer: Any, texts: str | Sequence[str], top_k: int
               progress: Callable[[int], None] | None = None) -> list[FillMaskResult]:
     """Top-k candidates for every mask of every text.
 
+    Texts are batched by length (so a batch pads to similar lengths) and the vocabulary
+    projection runs only at the mask positions; results come back in input order.
+
     Args:
         model: An ``AutoModelForMaskedLM`` model (see :func:`load_fill_mask_model`).
         tokenizer: Its tokenizer.
@@ -321,7 +324,8 @@ def fill_mask(model: Any, tokenizer: Any, texts: str | Sequence[str], top_k: int
         progress: Called with the number of texts finished after each batch.
 
     Returns:
-        One :class:`FillMaskResult` per text, in order.
+        One :class:`FillMaskResult` per text, in order. Each candidate's ``sequence`` is the
+        text as given with that one mask replaced by the token's text.
 
     Raises:
         UserError: A text has no mask, a mask lies beyond the model's length limit,
@@ -337,7 +341,7 @@ def fill_mask(model: Any, tokenizer: Any, texts: str | Sequence[str], top_k: int
         raise UserError(f"top_k must be at least 1 (got {top_k})")
     if batch_size < 1:
         raise UserError(f"batch_size must be at least 1 (got {batch_size})")
-    prepared = prepare_texts(texts, tokenizer, labels)
+    encoded = encode_masked_texts(model, tokenizer, texts, labels)
     target_ids = None
     if targets is not None:
         resolved = targets if isinstance(targets, TargetTokens) else resolve_targets(tokenizer, targets)
@@ -347,25 +351,15 @@ def fill_mask(model: Any, tokenizer: Any, texts: str | Sequence[str], top_k: int
         target_ids = torch.tensor(resolved.token_ids, dtype=torch.long)
         top_k = min(top_k, len(resolved.token_ids))
 
-    max_length = _max_length(model, tokenizer)
     parts = split_mlm_head(model)
     device = next(model.parameters()).device
-    special_ids = set(tokenizer.all_special_ids)
-    results: list[FillMaskResult] = []
-    for start in range(0, len(prepared), batch_size):
-        chunk = prepared[start:start + batch_size]
-        enc = tokenizer(chunk, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        input_ids = enc["input_ids"]
+    surfaces: dict[int, str] = {}
+    results: list[FillMaskResult | None] = [None] * len(texts)
+    for batch in length_batches([len(e.input_ids) for e in encoded], batch_size):
+        input_ids, attention = pad_batch([encoded[i].input_ids for i in batch], tokenizer)
         is_mask = input_ids == tokenizer.mask_token_id
-        _check_truncation(tokenizer, chunk, is_mask, max_length, labels, start)
-        inputs = {k: v.to(device) for k, v in enc.items()}
         with torch.inference_mode():
-            if parts is not None:
-                encoder, head = parts
-                hidden = encoder(**inputs)[0]
-                logits = head(hidden[is_mask.to(device)])
-            else:
-                logits = model(**inputs).logits[is_mask.to(device)]
+            logits = mlm_logits(model, parts, input_ids.to(device), attention.to(device), is_mask.to(device))
         probs = logits.float().softmax(dim=-1).cpu()
         if target_ids is not None:
             probs = probs[:, target_ids]
@@ -373,37 +367,125 @@ def fill_mask(model: Any, tokenizer: Any, texts: str | Sequence[str], top_k: int
         if target_ids is not None:
             picks = target_ids[picks]
         row = 0  # rows of probs follow the masks in (text, position) order
-        for j, text in enumerate(texts[start:start + batch_size]):
-            ids = input_ids[j][enc["attention_mask"][j].bool()].tolist()
-            positions = is_mask[j].nonzero().flatten().tolist()
-            result = FillMaskResult(text=text)
-            for position in positions:
+        for index in batch:
+            text = encoded[index]
+            result = FillMaskResult(text=text.text)
+            for mask_index in range(len(text.mask_positions)):
                 candidates = []
                 for score, token_id in zip(scores[row].tolist(), picks[row].tolist(), strict=True):
-                    sequence = _filled_sequence(tokenizer, ids, position, token_id, positions, special_ids)
-                    candidates.append(Candidate(token=tokenizer.decode([token_id]), token_id=token_id,
-                                                score=score, sequence=sequence))
+                    if token_id not in surfaces:
+                        surfaces[token_id] = tokenizer.decode([token_id])
+                    token = surfaces[token_id]
+                    candidates.append(Candidate(token=token, token_id=token_id, score=score,
+                                                sequence=text.filled({mask_index: token.strip()})))
                 result.masks.append(candidates)
                 row += 1
-            results.append(result)
+            results[index] = result
         if progress is not None:
-            progress(len(chunk))
-    return results
+            progress(len(batch))
+    return results  # type: ignore[return-value]
 
 
-def _check_truncation(tokenizer: Any, chunk: Sequence[str], is_mask: Any, max_length: int,
-                      labels: Sequence[str] | None, start: int) -> None:
-    full = tokenizer(list(chunk), add_special_tokens=True)["input_ids"]
-    for j, ids in enumerate(full):
-        if len(ids) > max_length and ids.count(tokenizer.mask_token_id) > int(is_mask[j].sum()):
-            label = labels[start + j] if labels is not None else f"text {start + j + 1}"
+@dataclass
+class MaskedText:
+    """A text with masks, tokenized for the model, and where its masks lie in the text as given."""
+
+    text: str
+    """The text as given."""
+    input_ids: list[int]
+    """Token ids of the prepared text, special tokens included (truncated to the model's limit)."""
+    mask_positions: list[int]
+    """Indices of the mask tokens in ``input_ids``."""
+    mask_spans: list[tuple[int, int]] | None
+    """Character spans of the masks in ``text`` (one per mask position), or None when they cannot be matched."""
+
+    def filled(self, words: dict[int, str]) -> str:
+        """The text as given with mask ``i`` replaced by ``words[i]`` (other masks left as written)."""
+        if self.mask_spans is None:
+            raise ValueError("the masks of this text could not be located in it")
+        return replace_spans(self.text, [(self.mask_spans[i], word) for i, word in words.items()])
+
+
+def mask_spans(text: str, tokenizer: Any) -> list[tuple[int, int]]:
+    """Character spans of the masks (``[MASK]``, ``<mask>`` or the model's own token) in ``text``, in order."""
+    spellings = sorted(dict.fromkeys([tokenizer.mask_token, *MASK_ALIASES]), key=len, reverse=True)
+    pattern = re.compile("|".join(re.escape(s) for s in spellings))
+    return [match.span() for match in pattern.finditer(text)]
+
+
+def replace_spans(text: str, replacements: Iterable[tuple[tuple[int, int], str]]) -> str:
+    """Replace non-overlapping character spans of ``text``; everything else stays as it was."""
+    pieces, last = [], 0
+    for (start, end), word in sorted(replacements):
+        pieces += [text[last:start], word]
+        last = end
+    return "".join(pieces) + text[last:]
+
+
+def encode_masked_texts(model: Any, tokenizer: Any, texts: Sequence[str],
+                        labels: Sequence[str] | None = None) -> list[MaskedText]:
+    """Check, prepare and tokenize texts with masks (one tokenizer call for all of them).
+
+    Args:
+        model: The model (its position limit caps the length).
+        tokenizer: Its tokenizer.
+        texts: Texts as the user gave them.
+        labels: How errors name each text.
+
+    Returns:
+        One :class:`MaskedText` per text.
+
+    Raises:
+        UserError: No texts, a text without a mask, or a mask beyond the model's limit.
+    """
+    prepared = prepare_texts(texts, tokenizer, labels)
+    max_length = _max_length(model, tokenizer)
+    ids = tokenizer(prepared, truncation=True, max_length=max_length)["input_ids"]
+    long = [i for i, row in enumerate(ids) if len(row) >= max_length]
+    if long:
+        _check_truncation(tokenizer, [prepared[i] for i in long], [ids[i].count(tokenizer.mask_token_id) for i in long],
+                          max_length, [labels[i] if labels is not None else f"text {i + 1}" for i in long])
+    encoded = []
+    for text, row in zip(texts, ids, strict=True):
+        positions = [p for p, t in enumerate(row) if t == tokenizer.mask_token_id]
+        spans = mask_spans(text, tokenizer)
+        encoded.append(MaskedText(text=text, input_ids=row, mask_positions=positions,
+                                  mask_spans=spans if len(spans) == len(positions) else None))
+    return encoded
+
+
+def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (shortest first; stable, so deterministic)."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def pad_batch(rows: Sequence[Sequence[int]], tokenizer: Any) -> tuple[Any, Any]:
+    """``(input_ids, attention_mask)`` tensors, right-padded with the tokenizer's pad id."""
+    import torch
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        input_ids[i, :len(r)] = torch.as_tensor(r, dtype=torch.long)
+        attention[i, :len(r)] = 1
+    return input_ids, attention
+
+
+def mlm_logits(model: Any, parts: Any, input_ids: Any, attention: Any, where: Any) -> Any:
+    """Vocabulary logits at the positions ``where`` marks, computing the head there only when it is separable."""
+    if parts is not None:
+        encoder, head = parts
+        return head(encoder(input_ids=input_ids, attention_mask=attention)[0][where])
+    return model(input_ids=input_ids, attention_mask=attention).logits[where]
+
+
+def _check_truncation(tokenizer: Any, texts: Sequence[str], kept_masks: Sequence[int], max_length: int,
+                      labels: Sequence[str]) -> None:
+    full = tokenizer(list(texts), add_special_tokens=True)["input_ids"]
+    for ids, kept, label in zip(full, kept_masks, labels, strict=True):
+        if len(ids) > max_length and ids.count(tokenizer.mask_token_id) > kept:
             raise UserError(f"{label} is {len(ids)} tokens long and a mask lies beyond the model's limit of "
                             f"{max_length} tokens; shorten it")
-
-
-def _filled_sequence(tokenizer: Any, ids: list[int], position: int, token_id: int, mask_positions: list[int],
-                     special_ids: set[int]) -> str:
-    """Decode the text with one mask filled; special tokens dropped except the other masks."""
-    filled = [token_id if p == position else t for p, t in enumerate(ids)]
-    kept = [t for p, t in enumerate(filled) if t not in special_ids or (p in mask_positions and p != position)]
-    return tokenizer.decode(kept)
