@@ -5,10 +5,12 @@ from __future__ import annotations
 import typer
 
 from mlmkit import __version__
-from mlmkit.cli import finetune, masking
+from mlmkit.cli import finetune, masking, runs
 from mlmkit.cli import tokenizer as tokenizer_cli
 from mlmkit.cli.fill_mask import fill_mask_command
+from mlmkit.cli.plot import plot_command
 from mlmkit.cli.pretrain import pretrain_command
+from mlmkit.cli.push import push_command
 
 app = typer.Typer(
     name="mlmkit",
@@ -21,6 +23,9 @@ app.command("fill-mask")(fill_mask_command)
 app.add_typer(finetune.app, name="finetune")
 app.add_typer(masking.app, name="masking")
 app.add_typer(tokenizer_cli.app, name="tokenizer")
+app.command("plot")(plot_command)
+app.command("push")(push_command)
+app.add_typer(runs.app, name="runs")
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,48 @@
+"""``mlmkit runs ls``: the runs under a directory, newest first."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from mlmkit.cli.common import out_console, print_json, user_errors
+
+app = typer.Typer(help="Look at the runs on disk.", no_args_is_help=True)
+
+
+def _score(values: dict[str, float], key: str) -> str:
+    return f"{values[key]:.4f}" if key in values else "–"
+
+
+@app.command("ls")
+@user_errors
+def ls_command(
+    directory: str = typer.Argument("runs", help="Folder to search for run directories (recursively)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the runs as JSON."),
+) -> None:
+    """List pre-training and fine-tuning runs: strategy, steps, masked accuracy before/after, downstream scores."""
+    from mlmkit.training.run_summary import find_runs
+
+    runs = find_runs(directory)
+    if as_json:
+        print_json([asdict(run) for run in runs])
+        return
+    table = Table(title=f"{len(runs)} run(s) under {directory}, newest first")
+    table.add_column("run", no_wrap=True)
+    table.add_column("type")
+    for column in ("steps", "MLM acc. before", "MLM acc. after", "downstream acc. / F1"):
+        table.add_column(column, justify="right")
+    table.add_column("date", no_wrap=True)
+    for run in runs:
+        downstream = f"{_score(run.downstream, 'accuracy')} / {_score(run.downstream, 'macro_f1')}" \
+            if run.downstream else "–"
+        table.add_row(
+            escape(run.path) + ("" if run.finished else " [yellow](unfinished)[/]"),
+            f"mlm: {run.strategy}" if run.kind == "pretrain" else run.kind, f"{run.steps:,}",
+            _score(run.before, "masked_accuracy"), _score(run.after, "masked_accuracy"), downstream,
+            run.date.replace("T", " ")[:16],
+        )
+    out_console.print(table)
