@@ -1,0 +1,1 @@
+"""Comparisons of masking strategies: arms x seeds, statistics, reports and plots."""
