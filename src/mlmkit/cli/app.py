@@ -7,6 +7,8 @@ import typer
 from mlmkit import __version__
 from mlmkit.cli import finetune, masking, runs
 from mlmkit.cli import tokenizer as tokenizer_cli
+from mlmkit.cli.compare import compare_command
+from mlmkit.cli.evaluate import evaluate_command
 from mlmkit.cli.fill_mask import fill_mask_command
 from mlmkit.cli.plot import plot_command
 from mlmkit.cli.pretrain import pretrain_command
@@ -20,6 +22,8 @@ app = typer.Typer(
 )
 app.command("pretrain")(pretrain_command)
 app.command("fill-mask")(fill_mask_command)
+app.command("evaluate")(evaluate_command)
+app.command("compare")(compare_command)
 app.add_typer(finetune.app, name="finetune")
 app.add_typer(masking.app, name="masking")
 app.add_typer(tokenizer_cli.app, name="tokenizer")
