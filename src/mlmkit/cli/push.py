@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mlmkit.cli.common import err_console, out_console, print_json, user_errors
+from mlmkit.cli.common import out_console, print_json, user_errors
 
 
 @user_errors
@@ -18,7 +18,6 @@ def push_command(
     """Create the Hub repository if needed and upload the run (checkpoints and tracker logs stay local)."""
     from mlmkit.training.hub import push_run
 
-    err_console.print(f"uploading {run_dir} to {repo_id} ...", highlight=False, soft_wrap=True)
     url = push_run(run_dir, repo_id, private=private, revision=revision)
     if as_json:
         print_json({"run_dir": run_dir, "repo_id": repo_id, "revision": revision, "url": url})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 
 import typer
 from rich.markup import escape
@@ -14,7 +15,7 @@ app = typer.Typer(help="Look at the runs on disk.", no_args_is_help=True)
 
 
 def _score(values: dict[str, float], key: str) -> str:
-    return f"{values[key]:.4f}" if key in values else "–"
+    return f"{values[key]:.3f}" if key in values else "–"
 
 
 @app.command("ls")
@@ -30,19 +31,23 @@ def ls_command(
     if as_json:
         print_json([asdict(run) for run in runs])
         return
-    table = Table(title=f"{len(runs)} run(s) under {directory}, newest first")
+    table = Table(title=f"{len(runs)} run(s) in {directory}, newest first",
+                  caption="masked acc.: held-out masked-token accuracy before → after pre-training; "
+                          "downstream: fine-tuned accuracy / macro-F1")
     table.add_column("run", no_wrap=True)
-    table.add_column("type")
-    for column in ("steps", "MLM acc. before", "MLM acc. after", "downstream acc. / F1"):
-        table.add_column(column, justify="right")
-    table.add_column("date", no_wrap=True)
+    table.add_column("strategy")
+    table.add_column("steps", justify="right")
+    table.add_column("masked acc.", justify="right")
+    table.add_column("downstream", justify="right")
+    table.add_column("date")
     for run in runs:
+        mlm = f"{_score(run.before, 'masked_accuracy')} → {_score(run.after, 'masked_accuracy')}" \
+            if run.kind == "pretrain" else "–"
         downstream = f"{_score(run.downstream, 'accuracy')} / {_score(run.downstream, 'macro_f1')}" \
             if run.downstream else "–"
         table.add_row(
-            escape(run.path) + ("" if run.finished else " [yellow](unfinished)[/]"),
-            f"mlm: {run.strategy}" if run.kind == "pretrain" else run.kind, f"{run.steps:,}",
-            _score(run.before, "masked_accuracy"), _score(run.after, "masked_accuracy"), downstream,
+            escape(str(Path(run.path).relative_to(directory))) + ("" if run.finished else " [yellow](unfinished)[/]"),
+            run.strategy if run.kind == "pretrain" else "(finetune)", f"{run.steps:,}", mlm, downstream,
             run.date.replace("T", " ")[:16],
         )
     out_console.print(table)

@@ -10,7 +10,8 @@ would show nothing until the end. There each statistics update of the loop (one 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -27,7 +28,7 @@ class PlainTask:
     total: float | None
     completed: float
     fields: dict[str, Any]
-    start: float = field(default_factory=time.monotonic)
+    start: float = 0.0
     start_completed: float = 0.0
     pending: bool = False
     """Statistics changed since the last printed line."""
@@ -42,8 +43,9 @@ class PlainProgress:
     belong to. Tasks that never had statistics get one line when the block ends.
     """
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, clock: Callable[[], float] = time.monotonic) -> None:
         self.console = console
+        self.clock = clock
         self.tasks: list[PlainTask] = []
 
     def __enter__(self) -> PlainProgress:
@@ -57,7 +59,7 @@ class PlainProgress:
     def add_task(self, description: str, total: float | None = None, completed: float = 0, **fields: Any) -> int:
         """Register a task; ``fields`` holds ``stats``."""
         self.tasks.append(PlainTask(id=len(self.tasks), description=description, total=total, completed=completed,
-                                    start_completed=completed, fields=fields))
+                                    start_completed=completed, fields=fields, start=self.clock()))
         return len(self.tasks) - 1
 
     def advance(self, task_id: int, advance: float = 1) -> None:
@@ -81,7 +83,7 @@ class PlainProgress:
         """The progress line of a task as it stands."""
         task = self.tasks[task_id]
         done, total = task.completed, task.total
-        elapsed = time.monotonic() - task.start
+        elapsed = self.clock() - task.start
         parts = [f"{task.description} {done:,.0f}" + (f"/{total:,.0f} ({done / total:.0%})" if total else "")]
         if task.fields.get("stats"):
             parts.append(task.fields["stats"])

@@ -38,40 +38,31 @@ def _series(records: list[dict[str, Any]], split: str, key: str) -> tuple[list[i
     return [p[0] for p in points], [p[1] for p in points]
 
 
-def plot_runs(runs: Sequence[tuple[str, list[dict[str, Any]]]], output: str | Path, title: str | None = None) -> Path:
-    """Draw ``(label, metrics records)`` pairs into one figure of panels and save it to ``output``.
-
-    The file appears atomically (written under a temporary name, then renamed); its format follows
-    the extension (png, svg, pdf, ...).
+def draw_runs(runs: Sequence[tuple[str, list[dict[str, Any]]]], title: str | None = None) -> Any:
+    """A matplotlib ``Figure`` (Agg canvas) of ``(label, metrics records)`` pairs, one colour per run.
 
     Raises:
-        UserError: For an extension matplotlib cannot write, or runs without any curve to draw.
+        UserError: When the runs hold no curve to draw.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    target = Path(output).expanduser()
-    fmt = target.suffix.lstrip(".").lower()
-    fig = Figure(figsize=(11, 7.5), dpi=100, layout="constrained")
-    canvas = FigureCanvasAgg(fig)
-    formats = sorted(canvas.get_supported_filetypes())
-    if fmt not in formats:
-        raise UserError(f"cannot write {target.name}: the file name must end in one of .{', .'.join(formats)}")
     panels = [(t, y, [(name, s, k) for s, k, name in series
                       if any(_series(records, s, k)[0] for _, records in runs)]) for t, y, series in PANELS]
     panels = [p for p in panels if p[2]]
     if not panels:
         raise UserError("nothing to plot: the metrics hold no training or evaluation lines yet")
-    colors = [f"C{i % 10}" for i in range(len(runs))]
+    fig = Figure(figsize=(11, 7.5), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
     axes = fig.subplots(2, 2).ravel() if len(panels) > 2 else fig.subplots(1, len(panels), squeeze=False).ravel()
     for ax, (panel_title, ylabel, series) in zip(axes, panels, strict=False):
-        for (label, records), color in zip(runs, colors, strict=True):
+        for index, (label, records) in enumerate(runs):
             for (name, split, key), style in zip(series, _STYLES, strict=False):
                 steps, values = _series(records, split, key)
                 if steps:
                     tag = label if len(series) == 1 else (f"{label}: {name}" if len(runs) > 1 else name)
                     markers = {"marker": "o", "markersize": 3} if split == "eval" else {}
-                    ax.plot(steps, values, color=color, label=tag, **{**style, **markers})
+                    ax.plot(steps, values, color=f"C{index % 10}", label=tag, **{**style, **markers})
         ax.set_title(panel_title)
         ax.set_xlabel("optimizer step")
         ax.set_ylabel(ylabel)
@@ -84,8 +75,25 @@ def plot_runs(runs: Sequence[tuple[str, list[dict[str, Any]]]], output: str | Pa
         ax.set_visible(False)
     if title:
         fig.suptitle(title)
-    fd, tmp = tempfile.mkstemp(dir=target.parent if target.parent.is_dir() else None, suffix=target.suffix,
-                               prefix=f".{target.stem}.")
+    return fig
+
+
+def plot_runs(runs: Sequence[tuple[str, list[dict[str, Any]]]], output: str | Path, title: str | None = None) -> Path:
+    """Draw ``(label, metrics records)`` pairs with :func:`draw_runs` and save the picture to ``output``.
+
+    The file appears atomically (written under a temporary name, then renamed); its format follows
+    the extension (png, svg, pdf, ...).
+
+    Raises:
+        UserError: For an extension matplotlib cannot write, or runs without any curve to draw.
+    """
+    target = Path(output).expanduser()
+    fmt = target.suffix.lstrip(".").lower()
+    fig = draw_runs(runs, title=title)
+    formats = sorted(fig.canvas.get_supported_filetypes())
+    if fmt not in formats:
+        raise UserError(f"cannot write {target.name}: the file name must end in one of .{', .'.join(formats)}")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=target.suffix, prefix=f".{target.stem}.")
     os.close(fd)
     try:
         fig.savefig(tmp, format=fmt)
