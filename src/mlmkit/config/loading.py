@@ -1,20 +1,26 @@
 """Recipe YAML + ``section.key=value`` overrides -> one validated dataclass config.
 
 OmegaConf structured configs do the merging and type checking; this module adds
-recipe lookup (path first, then packaged name) and error messages that name the
-valid keys.
+recipe lookup (path first, then packaged name), error messages that name the valid
+keys, and :func:`validate_config`: the field constraints declared in
+:mod:`mlmkit.config.constraints` plus the rules below that tie fields together or to
+the model and data they name. Loading a config checks everything that needs no file;
+a run checks the rest (model directory, corpus files, masking strategy, sequence length
+against the model's positions) as its first act, before any model or data is touched.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from mlmkit.config.constraints import FIELD_CHECKS
+from mlmkit.config.schema import FinetuneConfig, PretrainConfig
 from mlmkit.errors import UserError
 
 T = TypeVar("T")
@@ -90,8 +96,9 @@ def load_config(schema: type[T], recipe: str | None, overrides: Sequence[str] = 
         path = find_recipe(recipe, kind)
         try:
             loaded = OmegaConf.load(path)
-        except Exception as exc:  # yaml errors come in several types
-            raise UserError(f"cannot read recipe {path}: {exc}") from exc
+        except Exception as exc:  # yaml errors come in several types (and span several lines)
+            detail = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            raise UserError(f"cannot read recipe {path}: {detail or type(exc).__name__}") from exc
         if not isinstance(loaded, DictConfig):
             raise UserError(f"recipe {path} must be a mapping of sections")
         layers.append(loaded)
@@ -103,10 +110,107 @@ def load_config(schema: type[T], recipe: str | None, overrides: Sequence[str] = 
     base = OmegaConf.structured(instance)
     try:
         merged = OmegaConf.merge(base, *layers)
-        return OmegaConf.to_object(merged)
+        config = OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
         message = str(exc).splitlines()[0]
-        raise UserError(f"invalid config: {message}") from exc
+        key = getattr(exc, "full_key", None)
+        raise UserError(f"invalid config{f' value for {key}' if key else ''}: {message}") from exc
+    validate_config(config, sources=False)
+    return config
+
+
+def _check_fields(node: Any, where: str) -> None:
+    """Apply :data:`~mlmkit.config.constraints.FIELD_CHECKS` to a config dataclass and its sections."""
+    checks = FIELD_CHECKS.get(type(node), {})
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        if dataclasses.is_dataclass(value):
+            _check_fields(value, f"{where}{f.name}.")
+        elif f.name in checks and not checks[f.name].passes(value):
+            raise UserError(f"{where}{f.name}={value!r} is not valid: it must be {checks[f.name].allowed()}")
+
+
+def _pretrain_steps(cfg: PretrainConfig) -> None:
+    if cfg.train.max_steps < 1:
+        raise UserError(f"train.max_steps={cfg.train.max_steps} is not valid for pre-training: it must be at least 1")
+
+
+def _finetune_steps(cfg: FinetuneConfig) -> None:
+    if cfg.train.max_steps == -1 and cfg.train.num_epochs <= 0:
+        raise UserError(f"train.num_epochs={cfg.train.num_epochs!r} is not valid with train.max_steps=-1: it must be "
+                        "greater than 0 (or set train.max_steps to at least 1)")
+    tcfg = cfg.train
+    if tcfg.checkpoint_every or tcfg.checkpoint_minutes or tcfg.resume:
+        raise UserError("checkpoints and resume (train.checkpoint_every, train.checkpoint_minutes, train.resume) "
+                        "are for pre-training; fine-tuning runs are short and start over")
+
+
+def _time_budget(cfg: PretrainConfig | FinetuneConfig) -> None:
+    from mlmkit.training.stopping import parse_duration
+
+    parse_duration(cfg.train.max_time)
+
+
+def _masking_predicts(cfg: PretrainConfig) -> None:
+    """The strategy builds from its parameters, and a constant ratio is not 0 (nothing would be learned)."""
+    from mlmkit.masking.registry import build_strategy
+    from mlmkit.masking.schedules import ConstantSchedule, build_schedule
+
+    strategy = build_strategy(cfg.masking)
+    schedule = build_schedule(cfg.masking.get("schedule"), strategy.ratio, cfg.train.max_steps)
+    if isinstance(schedule, ConstantSchedule) and strategy.ratio == 0:
+        raise UserError("masking.ratio=0 with a constant schedule predicts no token, so nothing would be learned: "
+                        "it must be in (0, 1]")
+
+
+def _sequence_fits_model(cfg: PretrainConfig | FinetuneConfig) -> None:
+    """``data.max_seq_length`` within the model's positions; a damaged local model directory stops here."""
+    from mlmkit.modeling.loading import check_masked_lm_source, model_config_dict, usable_positions
+
+    config = model_config_dict(cfg.model)
+    if config is None:
+        return
+    if isinstance(cfg, PretrainConfig) and not cfg.model.from_scratch and not cfg.model.preset:
+        check_masked_lm_source(cfg.model.name_or_path, config)
+    limit = usable_positions(config)
+    if limit is not None and cfg.data.max_seq_length > limit:
+        raise UserError(f"data.max_seq_length={cfg.data.max_seq_length} exceeds the {limit} positions of model "
+                        f"{cfg.model.preset or cfg.model.name_or_path!r}: it must be at most {limit}")
+
+
+def _corpus_readable(cfg: PretrainConfig | FinetuneConfig) -> None:
+    from mlmkit.data.sources import check_local_source
+
+    check_local_source(cfg.data.source if isinstance(cfg, PretrainConfig) else cfg.data.dataset)
+
+
+#: rules that involve several fields, per command
+CROSS_CHECKS: dict[type, tuple[Callable[[Any], None], ...]] = {
+    PretrainConfig: (_pretrain_steps, _time_budget),
+    FinetuneConfig: (_finetune_steps, _time_budget),
+}
+#: rules that read what a config names (model directory, corpus files, masking strategy data), per command
+SOURCE_CHECKS: dict[type, tuple[Callable[[Any], None], ...]] = {
+    PretrainConfig: (_masking_predicts, _sequence_fits_model, _corpus_readable),
+    FinetuneConfig: (_sequence_fits_model, _corpus_readable),
+}
+
+
+def validate_config(config: Any, sources: bool = True) -> None:
+    """Check a resolved config: every field's declared range or choices, then the cross-field rules.
+
+    Args:
+        config: A resolved config (``PretrainConfig``, ``FinetuneConfig``, ...).
+        sources: Also check what the config names: the model directory (intact, a fitting
+            architecture, enough positions for ``data.max_seq_length``), local corpus files
+            (present and text) and the masking strategy. Reads headers, never loads a model.
+
+    Raises:
+        UserError: One line naming the key, the bad value and what is allowed.
+    """
+    _check_fields(config, "")
+    for rule in CROSS_CHECKS.get(type(config), ()) + (SOURCE_CHECKS.get(type(config), ()) if sources else ()):
+        rule(config)
 
 
 def config_to_yaml(config: Any) -> str:

@@ -14,9 +14,13 @@ from pathlib import Path
 from mlmkit.config.schema import EMBEDDED
 from mlmkit.errors import UserError
 
-#: file extension -> datasets builder
+#: file extension -> datasets builder; a file with any other extension is sniffed and read as lines of text
 BUILDERS = {".txt": "text", ".text": "text", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json",
             ".parquet": "parquet"}
+#: compression suffixes that ``datasets`` decompresses on the fly (for every format but parquet)
+COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst")
+#: bytes read from the start of a file to tell text from binary
+SNIFF_BYTES = 8192
 
 
 def looks_like_path(source: str) -> bool:
@@ -24,31 +28,118 @@ def looks_like_path(source: str) -> bool:
     return (
         source.startswith((".", "/", "~"))
         or Path(source).suffix.lower() in BUILDERS
+        or Path(source).suffix.lower() in COMPRESSIONS
         or any(ch in source for ch in "*?")
         or Path(source).exists()
     )
 
 
+def split_compression(path: str) -> tuple[str, str | None]:
+    """``("data.jsonl.gz")`` -> ``(".jsonl", ".gz")``: the format suffix and the compression suffix, if any."""
+    name = Path(path).name.lower()
+    compression = next((c for c in COMPRESSIONS if name.endswith(c)), None)
+    if compression:
+        name = name[: -len(compression)]
+    return Path(name).suffix, compression
+
+
+def _read_head(path: str, compression: str | None) -> bytes:
+    """The first :data:`SNIFF_BYTES` bytes of a file, decompressed."""
+    import bz2
+    import gzip
+    import lzma
+
+    openers = {None: open, ".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+    try:
+        if compression == ".zst":
+            import zstandard
+
+            with open(path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as handle:
+                return handle.read(SNIFF_BYTES)
+        with openers[compression](path, "rb") as handle:
+            return handle.read(SNIFF_BYTES)
+    except ImportError as exc:  # pragma: no cover - zstandard is a dependency
+        raise UserError(f"reading {path} needs the zstandard package: pip install zstandard") from exc
+    except PermissionError as exc:
+        raise UserError(f"cannot read {path}: permission denied") from exc
+    except (OSError, EOFError, lzma.LZMAError) as exc:
+        raise UserError(f"{path} is not a valid {compression or ''} file ({exc}); it is damaged or misnamed") from exc
+    except Exception as exc:  # zstandard.ZstdError
+        raise UserError(f"{path} is not a valid {compression} file ({exc}); it is damaged or misnamed") from exc
+
+
+def text_problem(head: bytes) -> str | None:
+    """Why bytes from the start of a file are not UTF-8 text (None when they are)."""
+    if b"\x00" in head:
+        return "it is a binary file, not text (it holds NUL bytes)"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:  # not merely a character cut off by the sniff window
+            return (f"it is not UTF-8 text (byte 0x{head[exc.start]:02x} at offset {exc.start}); a binary file, or "
+                    "text in another encoding (convert it, e.g. iconv -f latin1 -t utf-8)")
+    return None
+
+
+def _classify(path: str) -> tuple[str | None, str | None]:
+    """``(builder, problem)`` of one local file: a ``datasets`` builder, or why the file is not text."""
+    suffix, compression = split_compression(path)
+    if suffix == ".parquet":
+        if compression:
+            raise UserError(f"{path}: parquet files compress their columns themselves and cannot be read through "
+                            f"an outer {compression}; decompress it first")
+        return "parquet", None
+    problem = text_problem(_read_head(path, compression))
+    return (None, problem) if problem else (BUILDERS.get(suffix, "text"), None)
+
+
+def file_builder(path: str) -> str | None:
+    """The ``datasets`` builder for one local file, or None for a file that is not text.
+
+    Known extensions (optionally compressed) pick their builder; any other file is read as
+    lines of text when its first bytes are UTF-8 text.
+    """
+    return _classify(path)[0]
+
+
+def _ensure_text(path: str) -> str:
+    builder, problem = _classify(path)
+    if builder is None:
+        raise UserError(f"cannot read {path}: {problem}")
+    return builder
+
+
 def _local_files(source: str) -> tuple[str, list[str]]:
+    """Resolve a local file, directory or glob to ``(builder, files)``."""
     expanded = os.path.expanduser(source)
     if os.path.isdir(expanded):
-        files = sorted(p for p in glob.glob(os.path.join(expanded, "**", "*"), recursive=True)
-                       if Path(p).suffix.lower() in BUILDERS)
-        if not files:
-            raise UserError(f"no txt/csv/json/jsonl/parquet files in directory {source}")
+        candidates = sorted(p for p in glob.glob(os.path.join(expanded, "**", "*"), recursive=True)
+                            if os.path.isfile(p) and not any(part.startswith(".")
+                                                             for part in Path(p).relative_to(expanded).parts))
+        # in a directory, files that are not text (images, archives) are not part of the corpus
+        typed = [(p, file_builder(p)) for p in candidates]
+        typed = [(p, b) for p, b in typed if b is not None]
+        if not typed:
+            raise UserError(f"no text, csv, json(l) or parquet files in directory {source}")
         # a directory may mix formats; use the most common one
-        ext = Counter(Path(p).suffix.lower() for p in files).most_common(1)[0][0]
-        files = [p for p in files if Path(p).suffix.lower() == ext]
-    else:
-        files = sorted(glob.glob(expanded)) if any(ch in expanded for ch in "*?") else [expanded]
-        missing = [p for p in files if not os.path.isfile(p)]
-        if not files or missing:
-            raise UserError(f"no such file: {missing[0] if missing else source}")
-    suffixes = {Path(p).suffix.lower() for p in files}
-    unknown = suffixes - set(BUILDERS)
-    if unknown or len({BUILDERS[s] for s in suffixes}) != 1:
-        raise UserError(f"cannot read {source}: use one of {', '.join(sorted(BUILDERS))} files")
-    return BUILDERS[suffixes.pop()], files
+        builder = Counter(b for _, b in typed).most_common(1)[0][0]
+        return builder, [p for p, b in typed if b == builder]
+    files = sorted(glob.glob(expanded)) if any(ch in expanded for ch in "*?") else [expanded]
+    missing = [p for p in files if not os.path.isfile(p)]
+    if not files or missing:
+        what = "a directory, not a file" if missing and os.path.isdir(missing[0]) else "no such file"
+        raise UserError(f"{what}: {missing[0] if missing else source}")
+    builders = {p: _ensure_text(p) for p in files}
+    kinds = sorted(set(builders.values()))
+    if len(kinds) != 1:
+        raise UserError(f"the files of {source} mix formats ({', '.join(kinds)}); give files of one format")
+    return kinds[0], files
+
+
+def check_local_source(source: str) -> None:
+    """For a local corpus (file, directory, glob): check it exists and is text, without loading it."""
+    if source != EMBEDDED and looks_like_path(source):
+        _local_files(source)
 
 
 def load_any(source: str, split: str = "train", config_name: str | None = None, streaming: bool = False):
@@ -60,7 +151,7 @@ def load_any(source: str, split: str = "train", config_name: str | None = None, 
 
     if looks_like_path(source):
         builder, files = _local_files(source)
-        kwargs = {"delimiter": "\t"} if builder == "csv" and files[0].lower().endswith(".tsv") else {}
+        kwargs = {"delimiter": "\t"} if builder == "csv" and split_compression(files[0])[0] == ".tsv" else {}
         try:
             return datasets.load_dataset(builder, data_files=files, split="train", streaming=streaming, **kwargs)
         except Exception as exc:  # parser errors from pyarrow / pandas come in many types

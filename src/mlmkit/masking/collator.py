@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from transformers import DataCollatorForLanguageModeling
 
-from mlmkit.masking.base import MaskingStrategy
+from mlmkit.masking.base import IGNORE_INDEX, MaskingStrategy
 from mlmkit.masking.schedules import ConstantSchedule, RatioSchedule
 
 #: per-token features padded with -1 (everything but input_ids / attention_mask)
@@ -23,6 +23,15 @@ FEATURE_PAD = -1
 def step_seed(seed: int, step: int, micro_step: int = 0, rank: int = 0) -> int:
     """A seed that depends only on (seed, step, micro step, process rank)."""
     return (seed * 1_000_003 + step * 10_007 + micro_step * 101 + rank) % (2**63 - 1)
+
+
+def predicts_nothing(batch: Mapping[str, torch.Tensor]) -> bool:
+    """True when a masked batch has no position to predict (every label is ignored).
+
+    Possible at the end of a decaying ratio schedule or with very short rows; a training
+    loop counts and skips such a batch instead of reporting a loss over zero tokens.
+    """
+    return not bool((batch["labels"] != IGNORE_INDEX).any())
 
 
 def step_generator(seed: int, step: int, micro_step: int = 0, rank: int = 0) -> torch.Generator:

@@ -11,6 +11,13 @@ Atomicity: a checkpoint is assembled in a hidden temporary directory and renamed
 place, so a kill at any moment leaves earlier checkpoints intact; only then are old
 ones pruned. Loading checks the manifest first and only ever reads safetensors or
 ``torch.load(weights_only=True)`` data, never arbitrary pickles.
+
+Integrity on resume: the checkpoint being resumed has every file's size and SHA-256
+checked against its manifest. A damaged checkpoint named by path is an error;
+``resume=auto`` falls back to the newest intact checkpoint and says which one it
+skipped. Pruning counts intact checkpoints only, never deletes one newer than the
+checkpoint just written, and deletes nothing at all while the run directory holds a
+damaged checkpoint, so the intact ones survive whatever happened to the newest.
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ import json
 import os
 import re
 import shutil
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +66,8 @@ class TrainerState:
     """Masking strategy state (learned statistics)."""
     data_state: list[Any] = field(default_factory=list)
     """Per-process position in a streamed corpus (``IterableDataset.state_dict()``)."""
+    skipped_batches: int = 0
+    """Micro-batches (all processes) skipped because the masking strategy predicted no token in them."""
 
 
 def _sha256(path: Path) -> str:
@@ -72,25 +82,45 @@ def _files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST)
 
 
-def list_checkpoints(run_dir: str | Path) -> list[Path]:
-    """Complete checkpoints of a run (those with a manifest), oldest first."""
+def _step(path: Path) -> int:
+    return int(_NAME.match(path.name).group(1))
+
+
+def _step_dirs(run_dir: str | Path) -> list[Path]:
+    """Every ``step-*`` directory of a run, complete or not, oldest first."""
     root = Path(run_dir) / CHECKPOINT_DIR
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.is_dir() and _NAME.match(p.name) and (p / MANIFEST).is_file()]
-    return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)))
+    return sorted((p for p in root.iterdir() if p.is_dir() and _NAME.match(p.name)), key=_step)
 
 
-def verify_checkpoint(path: Path, deep: bool = True) -> None:
-    """Raise a UserError unless every file listed in the manifest is present and intact."""
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoints of a run (those with a manifest), oldest first."""
+    return [p for p in _step_dirs(run_dir) if (p / MANIFEST).is_file()]
+
+
+def _manifest_files(path: Path) -> dict[str, Any]:
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise UserError(f"{path} is not a complete checkpoint (no {MANIFEST}); it was probably interrupted")
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except ValueError as exc:
+        files = json.loads(manifest_path.read_text())["files"]
+        if not isinstance(files, dict) or not all(isinstance(m, dict) and {"size", "sha256"} <= set(m)
+                                                  for m in files.values()):
+            raise ValueError("its file list is malformed")
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise UserError(f"checkpoint {path} has a corrupt manifest: {exc}") from exc
-    for name, meta in manifest["files"].items():
+    return files
+
+
+def verify_checkpoint(path: Path, deep: bool = True) -> None:
+    """Raise a UserError unless every file listed in the manifest is present and intact.
+
+    Args:
+        path: The checkpoint directory.
+        deep: Compare SHA-256 checksums too (otherwise only presence and sizes).
+    """
+    for name, meta in _manifest_files(path).items():
         file = path / name
         if not file.is_file() or file.stat().st_size != meta["size"]:
             raise UserError(f"checkpoint {path} is corrupt: {name} is missing or truncated")
@@ -98,22 +128,56 @@ def verify_checkpoint(path: Path, deep: bool = True) -> None:
             raise UserError(f"checkpoint {path} is corrupt: {name} does not match its checksum")
 
 
-def resolve_resume(resume: str, run_dir: Path) -> Path | None:
-    """Turn ``--resume auto|PATH`` into a verified checkpoint directory (None: nothing to resume)."""
+def _problem(path: Path, deep: bool) -> str | None:
+    try:
+        verify_checkpoint(path, deep=deep)
+    except UserError as exc:
+        return str(exc)
+    return None
+
+
+def resolve_resume(resume: str, run_dir: Path, notify: Callable[[str], None] | None = None) -> Path | None:
+    """Turn ``--resume auto|PATH`` into a verified checkpoint directory (None: nothing to resume).
+
+    Args:
+        resume: ``auto`` (the newest intact checkpoint of ``run_dir``, if any) or a checkpoint path.
+        run_dir: The run directory.
+        notify: Called with a warning when ``auto`` skips damaged checkpoints.
+
+    Raises:
+        UserError: The named checkpoint is damaged or incomplete, or ``auto`` finds checkpoints
+            but none of them is intact.
+    """
     if resume == "auto":
-        candidates = list_checkpoints(run_dir)
-        for candidate in reversed(candidates):
-            try:
-                verify_checkpoint(candidate)
+        damaged: list[tuple[Path, str]] = []
+        for candidate in reversed(_step_dirs(run_dir)):
+            problem = _problem(candidate, deep=True)
+            if problem is None:
+                if damaged and notify is not None:
+                    skipped = ", ".join(p.name for p, _ in damaged)
+                    notify(f"warning: {damaged[0][1]}; resuming from {candidate}, the newest intact checkpoint "
+                           f"(skipped: {skipped})")
                 return candidate
-            except UserError:
-                continue  # fall back to the previous complete checkpoint
+            damaged.append((candidate, problem))
+        if damaged:
+            raise UserError(f"no intact checkpoint to resume from: {damaged[0][1]}" +
+                            (f" (and {len(damaged) - 1} older ones are damaged too)" if len(damaged) > 1 else ""))
         return None
     path = Path(resume).expanduser()
     if not path.is_dir():
         raise UserError(f"no such checkpoint directory: {resume}")
     verify_checkpoint(path)
     return path
+
+
+def _prune(run_dir: Path, newest: Path, keep: int) -> None:
+    """Keep ``keep`` intact checkpoints up to ``newest``; see the module docstring for what is never deleted."""
+    found = _step_dirs(run_dir)
+    if any(_problem(p, deep=False) for p in found):
+        return
+    older = [p for p in found if _step(p) < _step(newest)]
+    for old in older[: max(len(older) - (keep - 1), 0)]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def save_checkpoint(accelerator: Any, run_dir: Path, state: TrainerState, config_yaml: str, keep: int) -> Path:
@@ -145,8 +209,7 @@ def save_checkpoint(accelerator: Any, run_dir: Path, state: TrainerState, config
                 shutil.rmtree(final)
             os.replace(tmp, final)
             if keep > 0:
-                for old in list_checkpoints(run_dir)[:-keep]:
-                    shutil.rmtree(old, ignore_errors=True)
+                _prune(run_dir, final, keep)
     except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as RuntimeError
         if main:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -159,8 +222,13 @@ def save_checkpoint(accelerator: Any, run_dir: Path, state: TrainerState, config
 def load_checkpoint(accelerator: Any, path: Path) -> TrainerState:
     """Restore model/optimizer/scheduler/scaler/RNG into the prepared objects; return the loop state."""
     try:
+        data = json.loads((path / STATE_FILE).read_text())
+        known = {f.name for f in fields(TrainerState)}
+        state = TrainerState(**{k: v for k, v in data.items() if k in known})
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        raise UserError(f"checkpoint {path} has an unreadable {STATE_FILE}: {exc}") from exc
+    try:
         accelerator.load_state(str(path))
     except Exception as exc:  # torch/accelerate raise many types on bad files
         raise UserError(f"cannot load checkpoint {path}: {str(exc).splitlines()[0]}") from exc
-    data = json.loads((path / STATE_FILE).read_text())
-    return TrainerState(**data)
+    return state

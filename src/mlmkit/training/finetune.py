@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from mlmkit.config.loading import config_to_yaml
+from mlmkit.config.loading import config_to_yaml, validate_config
 from mlmkit.config.schema import FinetuneConfig, ModelConfig
 from mlmkit.data.labelled import (
     LengthGroupedBatchSampler,
@@ -29,7 +29,7 @@ from mlmkit.data.labelled import (
 )
 from mlmkit.errors import UserError
 from mlmkit.modeling.fast_dropout import use_fast_dropout
-from mlmkit.modeling.loading import load_tokenizer, resolve_model_name
+from mlmkit.modeling.loading import load_pretrained, load_tokenizer
 from mlmkit.training.classification_metrics import classification_report, majority_baseline
 from mlmkit.training.launch import build_accelerator
 from mlmkit.training.model_card import finish_run
@@ -77,7 +77,6 @@ def load_sequence_classifier(model_cfg: ModelConfig, label_names: list[str]) -> 
     """
     from transformers import AutoModelForSequenceClassification
 
-    name = resolve_model_name(model_cfg.name_or_path)
     kwargs: dict[str, Any] = {
         "num_labels": len(label_names),
         "id2label": dict(enumerate(label_names)),
@@ -90,15 +89,7 @@ def load_sequence_classifier(model_cfg: ModelConfig, label_names: list[str]) -> 
         kwargs["attn_implementation"] = model_cfg.attn_implementation
     if model_cfg.from_scratch:
         raise UserError("model.from_scratch is for pre-training; fine-tuning starts from a trained encoder")
-    try:
-        model, info = AutoModelForSequenceClassification.from_pretrained(name, output_loading_info=True, **kwargs)
-    except ValueError as exc:
-        raise UserError(f"cannot load {model_cfg.name_or_path!r} for sequence classification: "
-                        f"{str(exc).strip().splitlines()[0]}") from exc
-    except OSError as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot load model {model_cfg.name_or_path!r} (not a local directory, and the Hub load "
-                        f"failed: {detail})") from exc
+    model, info = load_pretrained(AutoModelForSequenceClassification, model_cfg.name_or_path, **kwargs)
     fresh = sorted(set(info.get("missing_keys", [])) | {str(k[0]) if isinstance(k, tuple) else str(k)
                                                          for k in info.get("mismatched_keys", [])})
     return model, fresh
@@ -167,11 +158,7 @@ def finetune_classifier(cfg: FinetuneConfig, console: Console | None = None) -> 
 
     console = console or Console(stderr=True)
     tcfg = cfg.train
-    if tcfg.batch_size <= 0 or tcfg.grad_accum <= 0:
-        raise UserError("train.batch_size and train.grad_accum must be positive")
-    if tcfg.checkpoint_every or tcfg.checkpoint_minutes or tcfg.resume:
-        raise UserError("checkpoints and resume (train.checkpoint_every, train.checkpoint_minutes, train.resume) "
-                        "are for pre-training; fine-tuning runs are short and start over")
+    validate_config(cfg)  # the CLI did already; a config built in Python is checked here
     budget = parse_duration(tcfg.max_time)
     accelerator = build_accelerator(tcfg.grad_accum, tcfg.mixed_precision, **reporting_options(cfg))
     main = accelerator.is_main_process

@@ -16,13 +16,13 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from mlmkit.config.loading import config_to_yaml
+from mlmkit.config.loading import config_to_yaml, validate_config
 from mlmkit.config.schema import PretrainConfig
 from mlmkit.data.packing import pack_blocks, split_eval, tokenize_corpus
 from mlmkit.data.sampler import EpochShuffleSampler
 from mlmkit.data.sources import load_text_corpus
 from mlmkit.errors import UserError
-from mlmkit.masking.collator import MaskingCollator, step_seed
+from mlmkit.masking.collator import MaskingCollator, predicts_nothing, step_seed
 from mlmkit.masking.registry import build_strategy
 from mlmkit.masking.schedules import build_schedule
 from mlmkit.modeling.fast_dropout import use_fast_dropout
@@ -57,10 +57,13 @@ class PretrainResult:
     tokens_per_second: float
     before: dict[str, float]
     after: dict[str, float]
-    final_loss: float
+    final_loss: float | None
+    """Mean training loss of the last logged window that predicted any token."""
     data: dict[str, int] = field(default_factory=dict)
     resumed_from: str | None = None
     """Checkpoint the run continued from, if any."""
+    skipped_batches: int = 0
+    """Micro-batches skipped because the masking strategy predicted no token in them."""
 
 
 def build_pretrain_data(cfg: PretrainConfig, tokenizer: Any, strategy: Any):
@@ -96,14 +99,17 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
 
     console = console or Console(stderr=True)
     tcfg = cfg.train
-    if tcfg.max_steps <= 0:
-        raise UserError("train.max_steps must be positive for pre-training")
+    validate_config(cfg)  # the CLI did already; a config built in Python is checked here
     accelerator = build_accelerator(tcfg.grad_accum, tcfg.mixed_precision, **reporting_options(cfg))
     main = accelerator.is_main_process
     set_seed(tcfg.seed)
 
     resuming = bool(tcfg.resume)
     out = Path(cfg.output.dir).expanduser()
+    # a damaged checkpoint stops the run before anything in the run directory changes
+    checkpoint = resolve_resume(tcfg.resume, out, notify=_warner(console) if main else None) if resuming else None
+    if resuming and checkpoint is None and tcfg.resume != "auto":
+        raise UserError(f"nothing to resume from {tcfg.resume}")
     if main:
         # resuming keeps the run directory (checkpoints, metrics) as it is
         prepare_output_dir(out, cfg.output.overwrite, resume=resuming)
@@ -112,9 +118,6 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
     if main:
         write_text_atomic(out / "config.yaml", config_yaml)
     metrics = open_metrics_log(accelerator, cfg, out)  # metrics.jsonl, also sent to train.report_to trackers
-    checkpoint = resolve_resume(tcfg.resume, out) if resuming else None
-    if resuming and checkpoint is None and tcfg.resume != "auto":
-        raise UserError(f"nothing to resume from {tcfg.resume}")
     budget = parse_duration(tcfg.max_time)
 
     model, tokenizer, fresh = load_mlm_model(tokenizer_for_run(cfg, out, accelerator, console))
@@ -205,15 +208,24 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
             from accelerate.utils import gather_object
 
             state.data_state = gather_object([train_blocks.state_dict()])
+        fold_skipped()
         return save_checkpoint(accelerator, out, state, config_yaml, tcfg.keep_checkpoints)
 
-    loss_value = float("nan")
+    def fold_skipped() -> None:
+        """Add the micro-batches skipped since the last call, on all processes, to the saved count."""
+        nonlocal window_skipped
+        state.skipped_batches += int(accelerator.reduce(torch.tensor(window_skipped, device=accelerator.device),
+                                                        reduction="sum").item())
+        window_skipped = 0
+
+    loss_value: float | None = None
     wants_feedback = strategy.wants_feedback
     wrapped.train()
     start = time.perf_counter()
     prior_seconds = state.train_seconds
     last_checkpoint_time = start
     window_tokens, window_start, window_loss = 0, start, []
+    window_skipped, grads_pending = 0, False
     stop_reason: str | None = None
     with StopSignals() as signals, training_progress(console, enabled=main) as progress:
         task = progress.add_task("pretrain", total=tcfg.max_steps, completed=state.step, stats="")
@@ -233,24 +245,33 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
                 torch.manual_seed(step_seed(tcfg.seed, state.micro_step, 0, accelerator.process_index))
                 with accelerator.accumulate(wrapped):
                     batch = collator.mask(padded, state.step, state.micro_step)
-                    batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
-                    fwd = wrapped(**batch)
-                    accelerator.backward(fwd["loss"])
-                    if wants_feedback:
-                        token_losses = torch.zeros(fwd["predicted"].shape, device=fwd["token_loss"].device)
-                        token_losses[fwd["predicted"]] = fwd["token_loss"].detach().float()
-                        strategy.observe(padded, token_losses.cpu())
-                    if accelerator.sync_gradients and tcfg.max_grad_norm > 0:
-                        accelerator.clip_grad_norm_(wrapped.parameters(), tcfg.max_grad_norm)
-                    optimizer.step()
+                    empty = predicts_nothing(batch)  # labels are still on the CPU: no device sync
+                    window_skipped += empty
+                    # alone, skip the pass; with several processes, a zero-gradient pass keeps their collectives
+                    # in step (its loss is not logged)
+                    if not (empty and world == 1):
+                        batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
+                        fwd = wrapped(**batch)
+                        accelerator.backward(fwd["loss"])
+                        grads_pending = True
+                        if not empty:
+                            window_loss.append(fwd["loss"].detach())
+                        if wants_feedback and not empty:
+                            token_losses = torch.zeros(fwd["predicted"].shape, device=fwd["token_loss"].device)
+                            token_losses[fwd["predicted"]] = fwd["token_loss"].detach().float()
+                            strategy.observe(padded, token_losses.cpu())
+                    if grads_pending:  # a step whose micro-batches all predicted nothing changes no weight
+                        if accelerator.sync_gradients and tcfg.max_grad_norm > 0:
+                            accelerator.clip_grad_norm_(wrapped.parameters(), tcfg.max_grad_norm)
+                        optimizer.step()
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
+                    grads_pending = grads_pending and not accelerator.sync_gradients
                 state.micro_step += 1
                 state.batches_in_epoch += 1
                 n_tokens = int(padded["attention_mask"].sum()) * world  # a CPU tensor: no device sync
                 state.tokens += n_tokens
                 window_tokens += n_tokens
-                window_loss.append(fwd["loss"].detach())
                 if not accelerator.sync_gradients:
                     continue
                 state.step += 1
@@ -258,12 +279,16 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
                 now = time.perf_counter()
                 state.train_seconds = prior_seconds + (now - start)
                 if step % tcfg.log_every == 0 or step == tcfg.max_steps or step == 1:
-                    loss_value = accelerator.reduce(torch.stack(window_loss).mean(), reduction="mean").item()
+                    window_value = _window_loss(window_loss, accelerator)  # None: nothing predicted in the window
+                    loss_value = loss_value if window_value is None else window_value
+                    fold_skipped()
                     rate = window_tokens / max(now - window_start, 1e-9)
                     lr = scheduler.get_last_lr()[0]
-                    metrics.write(step=step, split="train", loss=loss_value, lr=lr, mask_ratio=schedule(step - 1),
-                                  tokens_per_s=round(rate, 1), **strategy.log_values())
-                    progress.update(task, stats=f"loss {loss_value:.3f}  lr {lr:.2e}  {rate:,.0f} tok/s")
+                    skipped = {"skipped_batches": state.skipped_batches} if state.skipped_batches else {}
+                    metrics.write(step=step, split="train", loss=window_value, lr=lr, mask_ratio=schedule(step - 1),
+                                  tokens_per_s=round(rate, 1), **skipped, **strategy.log_values())
+                    shown = "no token predicted" if window_value is None else f"loss {window_value:.3f}"
+                    progress.update(task, stats=f"{shown}  lr {lr:.2e}  {rate:,.0f} tok/s")
                     window_tokens, window_start, window_loss = 0, now, []
                 progress.update(task, completed=step)
                 if tcfg.eval_every and step % tcfg.eval_every == 0 and step < tcfg.max_steps:
@@ -291,6 +316,10 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
             f"Resume with: mlmkit pretrain --resume auto output.dir={out} (plus the same recipe and overrides)",
             signals.received or 0,
         )
+    fold_skipped()
+    if main and state.skipped_batches:
+        console.print(f"[yellow]note:[/] {state.skipped_batches:,} micro-batch(es) had no token to predict at their "
+                      "masking ratio and were skipped (no loss, no update); see skipped_batches in metrics.jsonl")
     after = evaluate_mlm(wrapped, eval_batches, accelerator)
     metrics.write(step=state.step, split="eval", **after)
     if stop_reason == "time" or (tcfg.checkpoint_every or tcfg.checkpoint_minutes):
@@ -308,10 +337,25 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
         output_dir=str(out), steps=state.step, train_seconds=state.train_seconds,
         tokens_per_second=state.tokens / max(state.train_seconds, 1e-9), before=before, after=after,
         final_loss=loss_value, data=data_stats, resumed_from=str(checkpoint) if checkpoint else None,
+        skipped_batches=state.skipped_batches,
     )
     if main:  # eval_results.json, training_curves.png, README.md model card; the Hub upload if configured
         finish_run(out, cfg.output, console, result)
     return result
+
+
+def _window_loss(losses: list[torch.Tensor], accelerator: Any) -> float | None:
+    """Mean loss of the micro-batches that predicted any token, over all processes; None when none did."""
+    total = torch.stack(losses).float().sum() if losses else torch.zeros((), device=accelerator.device)
+    pair = accelerator.reduce(torch.stack([total, torch.tensor(float(len(losses)), device=total.device)]),
+                              reduction="sum")
+    loss_sum, count = pair.tolist()
+    return loss_sum / count if count else None
+
+
+def _warner(console: Console):
+    """A callback printing a warning line as plain text (paths may hold brackets rich would read as markup)."""
+    return lambda text: console.print(text, style="yellow", markup=False, highlight=False, soft_wrap=True)
 
 
 def _stop_reason(signals: StopSignals, budget: float | None, seconds: float, accelerator: Any) -> str | None:
