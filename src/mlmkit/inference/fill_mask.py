@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mlmkit.errors import UserError
-from mlmkit.modeling.loading import load_tokenizer, resolve_model_name
+from mlmkit.modeling.loading import load_pretrained, load_tokenizer, resolve_model_name
 
 log = logging.getLogger(__name__)
 
@@ -96,19 +96,9 @@ def load_fill_mask_model(name: str, revision: str | None = None, trust_remote_co
     import torch
     from transformers import AutoModelForMaskedLM
 
-    resolved = resolve_model_name(name)
+    resolve_model_name(name)  # a missing directory is reported before its tokenizer is looked for
     tokenizer = load_tokenizer(name, revision=revision, trust_remote_code=trust_remote_code)
-    try:
-        model, info = AutoModelForMaskedLM.from_pretrained(
-            resolved, output_loading_info=True, revision=revision, trust_remote_code=trust_remote_code)
-    except ValueError as exc:
-        if "Unrecognized configuration class" in str(exc):
-            raise UserError(f"{name!r} has no masked-language-model head: transformers has no masked-LM class "
-                            f"for its model type, so it cannot fill masks") from exc
-        raise UserError(f"cannot load model {name!r}: {_first_line(exc)}") from exc
-    except OSError as exc:
-        raise UserError(f"cannot load model {name!r} (not a local directory, and the Hub load failed: "
-                        f"{_first_line(exc)})") from exc
+    model, info = load_pretrained(AutoModelForMaskedLM, name, revision=revision, trust_remote_code=trust_remote_code)
     _check_mlm_head(name, model, info.get("missing_keys", []))
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
