@@ -27,6 +27,9 @@ JSON_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special
 #: architecture-name endings of fine-tuned task heads (not an encoder or a masked-LM checkpoint)
 TASK_HEAD_SUFFIXES = ("ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering",
                       "ForMultipleChoice")
+#: what each Auto class needs, in words: (the head, the short class name)
+HEADS = {"AutoModelForMaskedLM": ("masked-language-model head", "masked-LM"),
+         "AutoModelForSequenceClassification": ("sequence-classification head", "sequence-classification")}
 #: model types whose position ids start after the padding id (usable positions = table size - pad id - 1)
 OFFSET_POSITION_TYPES = ("roberta", "xlm-roberta", "camembert", "roberta-prelayernorm", "longformer")
 _DAMAGED = "it is damaged or was only partly copied; copy or save the model again"
@@ -199,9 +202,8 @@ def load_pretrained(auto_class: Any, name: str, **kwargs: Any) -> tuple[Any, dic
         return auto_class.from_pretrained(resolved, output_loading_info=True, **kwargs)
     except ValueError as exc:
         if "Unrecognized configuration class" in str(exc):
-            task = auto_class.__name__.removeprefix("AutoModelFor")
-            raise UserError(f"{name!r} has no {task} architecture in transformers (its model type has no such "
-                            f"class): {_first_line(exc)}") from exc
+            head, short = HEADS.get(auto_class.__name__, (auto_class.__name__, auto_class.__name__))
+            raise UserError(f"{name!r} has no {head}: transformers has no {short} class for its model type") from exc
         raise model_load_error(name, exc) from exc
     except Exception as exc:  # safetensors, torch and json raise many types for damaged files
         raise model_load_error(name, exc) from exc
