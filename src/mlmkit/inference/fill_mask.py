@@ -346,7 +346,7 @@ def fill_mask(model: Any, tokenizer: Any, texts: str | Sequence[str], top_k: int
     surfaces: dict[int, str] = {}
     results: list[FillMaskResult | None] = [None] * len(texts)
     for batch in length_batches([len(e.input_ids) for e in encoded], batch_size):
-        input_ids, attention = pad_batch([encoded[i].input_ids for i in batch], tokenizer)
+        input_ids, attention = pad_batch([encoded[i].input_ids for i in batch], pad_id(tokenizer))
         is_mask = input_ids == tokenizer.mask_token_id
         with torch.inference_mode():
             logits = mlm_logits(model, parts, input_ids.to(device), attention.to(device), is_mask.to(device))
@@ -393,7 +393,7 @@ class MaskedText:
         """The text as given with mask ``i`` replaced by ``words[i]`` (other masks left as written)."""
         if self.mask_spans is None:
             raise ValueError("the masks of this text could not be located in it")
-        return replace_spans(self.text, [(self.mask_spans[i], word) for i, word in words.items()])
+        return replace_spans(self.text, [(self.mask_spans[i], word) for i, word in words.items()])[0]
 
 
 def mask_spans(text: str, tokenizer: Any) -> list[tuple[int, int]]:
@@ -403,13 +403,20 @@ def mask_spans(text: str, tokenizer: Any) -> list[tuple[int, int]]:
     return [match.span() for match in pattern.finditer(text)]
 
 
-def replace_spans(text: str, replacements: Iterable[tuple[tuple[int, int], str]]) -> str:
-    """Replace non-overlapping character spans of ``text``; everything else stays as it was."""
-    pieces, last = [], 0
+def replace_spans(text: str, replacements: Iterable[tuple[tuple[int, int], str]]) -> tuple[str, list[tuple[int, int]]]:
+    """Replace non-overlapping character spans of ``text``; everything else stays as it was.
+
+    Returns:
+        The new text and where each replacement lies in it (in the order of the spans).
+    """
+    pieces, placed, last, length = [], [], 0, 0
     for (start, end), word in sorted(replacements):
         pieces += [text[last:start], word]
+        length += start - last
+        placed.append((length, length + len(word)))
+        length += len(word)
         last = end
-    return "".join(pieces) + text[last:]
+    return "".join(pieces) + text[last:], placed
 
 
 def encode_masked_texts(model: Any, tokenizer: Any, texts: Sequence[str],
@@ -450,18 +457,22 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
 
 
-def pad_batch(rows: Sequence[Sequence[int]], tokenizer: Any) -> tuple[Any, Any]:
-    """``(input_ids, attention_mask)`` tensors, right-padded with the tokenizer's pad id."""
+def pad_batch(rows: Sequence[Sequence[int]], pad_token_id: int) -> tuple[Any, Any]:
+    """``(input_ids, attention_mask)`` tensors, right-padded with ``pad_token_id``."""
     import torch
 
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     width = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
     attention = torch.zeros((len(rows), width), dtype=torch.long)
     for i, r in enumerate(rows):
         input_ids[i, :len(r)] = torch.as_tensor(r, dtype=torch.long)
         attention[i, :len(r)] = 1
     return input_ids, attention
+
+
+def pad_id(tokenizer: Any) -> int:
+    """The tokenizer's pad id (0 when it has none: attention is masked there anyway)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
 def mlm_logits(model: Any, parts: Any, input_ids: Any, attention: Any, where: Any) -> Any:
