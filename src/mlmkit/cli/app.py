@@ -13,6 +13,7 @@ from mlmkit.cli.fill_mask import fill_mask_command
 from mlmkit.cli.plot import plot_command
 from mlmkit.cli.pretrain import pretrain_command
 from mlmkit.cli.push import push_command
+from mlmkit.cli.score import score_command
 
 app = typer.Typer(
     name="mlmkit",
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 app.command("pretrain")(pretrain_command)
 app.command("fill-mask")(fill_mask_command)
+app.command("score")(score_command)
 app.command("evaluate")(evaluate_command)
 app.command("compare")(compare_command)
 app.add_typer(finetune.app, name="finetune")
