@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from mlmkit.errors import UserError
-from mlmkit.training.checkpoint import TrainerState, list_checkpoints, save_checkpoint, verify_checkpoint
+from mlmkit.training.checkpoint import (
+    TrainerState,
+    list_checkpoints,
+    load_checkpoint,
+    resolve_resume,
+    save_checkpoint,
+    verify_checkpoint,
+)
 from mlmkit.training.run_dir import prepare_output_dir, save_pretrained_atomic
 
 
@@ -76,3 +83,74 @@ def test_model_save_failure_replaces_nothing(tmp_path):
         save_pretrained_atomic(tmp_path, Broken(), None)
     assert (tmp_path / "model.safetensors").read_text() == "previous"
     assert not list(tmp_path.glob(".staging-*"))
+
+
+def _damage(checkpoint: Path) -> None:
+    weights = checkpoint / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1])  # one byte short: a partial copy
+
+
+def _steps(run: Path) -> list[str]:
+    return sorted(p.name for p in (run / "checkpoints").iterdir())
+
+
+def test_auto_resume_falls_back_past_a_damaged_checkpoint_and_says_so(tmp_path):
+    for step in (2, 4, 6):
+        save_checkpoint(FakeAccelerator(), tmp_path, TrainerState(step=step), "a: 1\n", keep=0)
+    newest = tmp_path / "checkpoints" / "step-00000006"
+    _damage(newest)
+    warnings = []
+    chosen = resolve_resume("auto", tmp_path, notify=warnings.append)
+    assert chosen == tmp_path / "checkpoints" / "step-00000004"
+    assert len(warnings) == 1 and str(newest) in warnings[0] and str(chosen) in warnings[0]
+    with pytest.raises(UserError, match=r"step-00000006 is corrupt: model.safetensors is missing or truncated"):
+        resolve_resume(str(newest), tmp_path)  # named explicitly: an error, no fallback
+
+
+def test_auto_resume_with_only_damaged_checkpoints_is_an_error(tmp_path):
+    for step in (2, 4):
+        _damage(save_checkpoint(FakeAccelerator(), tmp_path, TrainerState(step=step), "a: 1\n", keep=0))
+    with pytest.raises(UserError, match=r"no intact checkpoint to resume from: .*step-00000004.*1 older"):
+        resolve_resume("auto", tmp_path)
+    assert resolve_resume("auto", tmp_path / "fresh-run") is None  # no checkpoints at all: start afresh
+
+
+def test_pruning_keeps_intact_checkpoints_while_a_damaged_one_exists(tmp_path):
+    for step in (2, 4, 6):
+        save_checkpoint(FakeAccelerator(), tmp_path, TrainerState(step=step), "a: 1\n", keep=0)
+    _damage(tmp_path / "checkpoints" / "step-00000006")
+    # the run resumed from step 4 and writes step 5 with keep=1: nothing is deleted, least of all step 4
+    save_checkpoint(FakeAccelerator(), tmp_path, TrainerState(step=5), "a: 1\n", keep=1)
+    assert _steps(tmp_path) == ["step-00000002", "step-00000004", "step-00000005", "step-00000006"]
+    # writing step 6 again replaces the damaged one; then pruning resumes
+    save_checkpoint(FakeAccelerator(), tmp_path, TrainerState(step=6), "a: 1\n", keep=2)
+    assert _steps(tmp_path) == ["step-00000005", "step-00000006"]
+    for checkpoint in list_checkpoints(tmp_path):
+        verify_checkpoint(checkpoint)
+
+
+def test_pruning_never_deletes_checkpoints_newer_than_the_one_written(tmp_path):
+    for step in (2, 4, 8):
+        save_checkpoint(FakeAccelerator(), tmp_path, TrainerState(step=step), "a: 1\n", keep=0)
+    save_checkpoint(FakeAccelerator(), tmp_path, TrainerState(step=5), "a: 1\n", keep=1)
+    assert _steps(tmp_path) == ["step-00000005", "step-00000008"]
+
+
+@pytest.mark.parametrize("manifest", ["{not json", "[]", '{"files": {"model.safetensors": 3}}', '{"step": 2}'])
+def test_corrupt_manifest_is_one_clear_error(tmp_path, manifest):
+    checkpoint = save_checkpoint(FakeAccelerator(), tmp_path, TrainerState(step=2), "a: 1\n", keep=0)
+    (checkpoint / "manifest.json").write_text(manifest)
+    with pytest.raises(UserError, match="corrupt manifest"):
+        resolve_resume(str(checkpoint), tmp_path)
+
+
+def test_unreadable_trainer_state_is_one_clear_error(tmp_path):
+    checkpoint = save_checkpoint(FakeAccelerator(), tmp_path, TrainerState(step=2), "a: 1\n", keep=0)
+    (checkpoint / "trainer_state.json").write_text('{"step": 2, "epoch": ')
+
+    class NeverLoads:
+        def load_state(self, directory):
+            raise AssertionError("the state file is read before any weights are loaded")
+
+    with pytest.raises(UserError, match="unreadable trainer_state.json"):
+        load_checkpoint(NeverLoads(), checkpoint)
