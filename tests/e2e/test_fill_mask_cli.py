@@ -10,6 +10,7 @@ from conftest import build_tiny_bert, train_tokenizer
 from mlmkit.cli.app import app
 
 runner = CliRunner()
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: threads only contend
 
 
 def _invoke(*args, **kwargs):
@@ -186,3 +187,58 @@ def test_error_text_and_file_together_or_neither(tiny_model_dir, tmp_path):
 
 def test_error_empty_targets(tiny_model_dir):
     _assert_user_error(_invoke("a [MASK]", "-m", tiny_model_dir, "--targets", " , "), "--targets is empty")
+
+
+# --- joint filling and multi-token words -------------------------------------------------------------------------
+
+
+def test_joint_json_matches_the_library(tiny_model_dir):
+    from mlmkit.inference.fill_mask import load_fill_mask_model
+    from mlmkit.inference.joint_fill import joint_fill
+
+    text = "The [MASK] likes <mask> pancakes!"
+    model, tokenizer = load_fill_mask_model(str(tiny_model_dir), device="cpu")
+    [want] = joint_fill(model, tokenizer, text, top_k=3, beam=4)
+    payload = _json(_invoke(text, "-m", tiny_model_dir, "--joint", "-k", 3, "--beam", 4, "--json"))
+    assert len(payload) == 1 and payload[0]["text"] == text
+    got = payload[0]["fillings"]
+    assert [f["sequence"] for f in got] == [f.sequence for f in want.fillings]
+    assert [f["token_ids"] for f in got] == [f.token_ids for f in want.fillings]
+    assert [f["log_prob"] for f in got] == pytest.approx([f.log_prob for f in want.fillings], abs=1e-5)
+    first = got[0]
+    assert set(first) == {"sequence", "words", "token_ids", "log_prob", "score", "num_tokens", "steps"}
+    assert first["sequence"] == f"The {first['words'][0]} likes {first['words'][1]} pancakes!"
+    assert {s["mask"] for s in first["steps"]} == {0, 1}
+    assert set(first["steps"][0]["alternatives"][0]) == {"token", "token_id", "log_prob"}
+
+
+def test_joint_table_shows_fill_order(tiny_model_dir):
+    result = _invoke("the [MASK] likes [MASK] pancakes.", "-m", tiny_model_dir, "--joint", "-k", 2)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    for column in ("rank", "filled text", "log-prob", "fills, in order"):
+        assert column in out
+    assert "mask 1:" in out and "mask 2:" in out and "score" not in out
+
+
+def test_max_tokens_implies_joint_and_returns_whole_words(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    payload = _json(_invoke("a dog chases [MASK] today.", "-m", tiny_model_dir, "--max-tokens", 3, "-k", 8,
+                            "--length-penalty", 0.5, "--json"))
+    fillings = payload[0]["fillings"]
+    assert fillings
+    for f in fillings:
+        assert tokenizer(" " + f["words"][0], add_special_tokens=False)["input_ids"] == f["token_ids"][0]
+        assert f["score"] == pytest.approx(f["log_prob"] / f["num_tokens"] ** 0.5, abs=1e-6)
+    table = _invoke("a dog chases [MASK] today.", "-m", tiny_model_dir, "-n", 2)
+    assert table.exit_code == 0 and "score" in table.stdout and "mask 1.1:" in table.stdout
+
+
+def test_joint_user_errors(tiny_model_dir):
+    _assert_user_error(_invoke("a [MASK]", "-m", tiny_model_dir, "--joint", "--targets", "dog"),
+                       "--targets works with independent filling only")
+    _assert_user_error(_invoke(" ".join(["[MASK]"] * 9), "-m", tiny_model_dir, "--max-tokens", 2),
+                       "the text has 9 masks: with --max-tokens 2 that is 512 word-length combinations")
+    _assert_user_error(_invoke("no mask here", "-m", tiny_model_dir, "--joint"), "the text has no mask")
