@@ -15,7 +15,7 @@ from mlmkit.cli.app import app
 from mlmkit.data.packing import pack_blocks, tokenize_corpus
 from mlmkit.errors import UserError
 from mlmkit.masking.collator import MaskingCollator
-from mlmkit.masking.pmi import PmiMasking, longest_match_units
+from mlmkit.masking.pmi import PmiMasking, segment_units
 from mlmkit.masking.pmi_vocab import (
     PmiVocabulary,
     best_segmentation_logp,
@@ -34,7 +34,7 @@ def hand_p(count, total):
 
 def test_pmi_values_match_hand_computation(wordpiece_tokenizer):
     # words: new 3, york 3, is 2, big 3, city 3, i 1, love 1 -> 16 unigram positions, 12 bigram, 8 trigram
-    vocab = build_pmi_vocabulary(HAND_CORPUS, wordpiece_tokenizer, max_n=3, min_count=2, size=100)
+    vocab = build_pmi_vocabulary(HAND_CORPUS, wordpiece_tokenizer, max_n=3, min_count=1, size=100)
     entries = {" ".join(words): (score, count) for n in vocab.ngrams for words, score, count in vocab.ngrams[n]}
     p_new = p_york = p_city = hand_p(3, 16)
     assert entries["new york"][1] == 3
@@ -53,12 +53,12 @@ def test_pmi_values_match_hand_computation(wordpiece_tokenizer):
 def test_min_pmi_drops_non_collocations(wordpiece_tokenizer):
     corpus = ["a b", "b a", "a b", "b a", "a a", "b b"]
     # words a, b: 6/12 each; bigrams ab, ba: 2/6 each (PMI log 4/3), aa, bb: 1/6 each (PMI log 2/3 < 0)
-    vocab = build_pmi_vocabulary(corpus, wordpiece_tokenizer, max_n=2, min_count=1, size=10)
+    vocab = build_pmi_vocabulary(corpus, wordpiece_tokenizer, max_n=2, min_count=0, size=10)
     assert [(w, round(s, 6)) for w, s, _ in vocab.ngrams[2]] == [(("a", "b"), round(math.log(4 / 3), 6)),
                                                                  (("b", "a"), round(math.log(4 / 3), 6))]
-    vocab = build_pmi_vocabulary(corpus, wordpiece_tokenizer, max_n=2, min_count=1, size=10, min_pmi=-1.0)
+    vocab = build_pmi_vocabulary(corpus, wordpiece_tokenizer, max_n=2, min_count=0, size=10, min_pmi=-1.0)
     assert len(vocab.ngrams[2]) == 4
-    vocab = build_pmi_vocabulary(corpus, wordpiece_tokenizer, max_n=2, min_count=1, size=10, min_pmi=0.5)
+    vocab = build_pmi_vocabulary(corpus, wordpiece_tokenizer, max_n=2, min_count=0, size=10, min_pmi=0.5)
     assert vocab.ngrams[2] == []
 
 
@@ -67,7 +67,7 @@ def test_level_wise_counter_matches_brute_force():
     documents = [[rng.randrange(6) for _ in range(rng.randrange(0, 30))] for _ in range(60)]
     counts, totals = count_frequent_ngrams(documents, max_n=4, min_count=3)
     brute = Counter(tuple(doc[i:i + n]) for doc in documents for n in range(1, 5) for i in range(len(doc) - n + 1))
-    assert counts == {gram: c for gram, c in brute.items() if c >= 3}
+    assert counts == {gram: c for gram, c in brute.items() if c > 3}  # the paper: more than min_count
     assert totals[1:] == [sum(max(0, len(d) - n + 1) for d in documents) for n in range(1, 5)]
 
 
@@ -90,12 +90,54 @@ def test_length_quotas_follow_the_paper():
     assert length_quotas(10, 2) == {2: 10}
 
 
-def test_longest_match_segmentation():
+def test_segmentation_prefers_coverage_then_fewer_units():
     ngrams = {2: {("new", "york"), ("york", "city"), ("is", "big")}, 3: {("new", "york", "city")}}
     words = ["i", "love", "new", "york", "city", "and", "york", "city", "is", "big"]
-    assert longest_match_units(words, ngrams, 3) == [0, 1, 2, 2, 2, 5, 6, 6, 8, 8]
-    assert longest_match_units(["new", "york"], ngrams, 3) == [0, 0]
-    assert longest_match_units([], ngrams, 3) == []
+    assert segment_units(words, ngrams, 3) == [0, 1, 2, 2, 2, 5, 6, 6, 8, 8]
+    assert segment_units(["new", "york"], ngrams, 3) == [0, 0]
+    assert segment_units([], ngrams, 3) == []
+    # greedy left to right would take "a b" and leave "c d e" split; covering all five words needs "a" + "b c d e"
+    ngrams = {2: {("a", "b")}, 4: {("b", "c", "d", "e")}}
+    assert segment_units(["a", "b", "c", "d", "e"], ngrams, 4) == [0, 1, 1, 1, 1]
+    # equal coverage: fewer units win ("x y z" over "x y" + ...)
+    ngrams = {2: {("x", "y")}, 3: {("x", "y", "z")}}
+    assert segment_units(["x", "y", "z"], ngrams, 3) == [0, 0, 0]
+
+
+def test_overlapping_entries_are_chosen_uniformly():
+    ngrams = {3: {("by", "the", "way"), ("the", "way", "out")}}
+    words = ["by", "the", "way", "out"]
+    draws = 4000
+    rng = random.Random(1)
+    outcomes = Counter(tuple(segment_units(words, ngrams, 3, rng)) for _ in range(draws))
+    assert set(outcomes) == {(0, 0, 0, 3), (0, 1, 1, 1)}
+    assert abs(outcomes[0, 0, 0, 3] / draws - 0.5) < 4 * math.sqrt(0.25 / draws)  # 4 standard errors
+    assert segment_units(words, ngrams, 3) == segment_units(words, ngrams, 3)  # seeded by the document
+
+
+def brute_force_segmentations(words, ngrams, max_n):
+    """Every segmentation of ``words`` into vocabulary n-grams and single words (as lists of lengths)."""
+    if not words:
+        return [[]]
+    out = []
+    for n in range(1, min(max_n, len(words)) + 1):
+        if n == 1 or tuple(words[:n]) in ngrams.get(n, set()):
+            out.extend([n, *rest] for rest in brute_force_segmentations(words[n:], ngrams, max_n))
+    return out
+
+
+def test_segmentation_is_optimal_against_brute_force():
+    rng = random.Random(7)
+    alphabet = ["a", "b", "c"]
+    for _ in range(150):
+        words = [rng.choice(alphabet) for _ in range(rng.randrange(0, 11))]
+        ngrams = {n: {tuple(rng.choice(alphabet) for _ in range(n)) for _ in range(3)} for n in (2, 3, 4)}
+        units = segment_units(words, ngrams, 4)
+        lengths = [sum(1 for u in units if u == head) for head in sorted(set(units))]
+        score = (sum(n for n in lengths if n > 1), -len(lengths))
+        best = max(((sum(n for n in seg if n > 1), -len(seg)) for seg in brute_force_segmentations(words, ngrams, 4)),
+                   default=(0, 0))
+        assert score == best, (words, ngrams, units)
 
 
 @pytest.fixture()

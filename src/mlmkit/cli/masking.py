@@ -252,7 +252,7 @@ def build_vocab(
     model: str = typer.Option("embedded", "--model", "-m",
                               help="Model directory or Hub name whose tokenizer splits (and lowercases) words."),
     max_n: int = typer.Option(5, "--max-n", help="Longest n-gram."),
-    min_count: int = typer.Option(10, "--min-count", help="Keep n-grams seen at least this often."),
+    min_count: int = typer.Option(10, "--min-count", help="Keep n-grams seen more than this many times (paper: 10)."),
     size: int = typer.Option(800_000, "--size", help="Total entries (1/2 bigrams, 1/4 trigrams, 1/8 4- and 5-grams)."),
     min_pmi: float = typer.Option(0.0, "--min-pmi", help="Keep n-grams whose PMI_n exceeds this."),
     text_column: str = typer.Option("text", "--text-column", help="Text column of csv/json/parquet corpora."),

@@ -31,10 +31,14 @@ Two steps:
 How units are formed and chosen:
 
 * At data preparation (once, with tokenization, not per batch) each document's words
-  are segmented greedily left to right into the *longest* vocabulary n-gram starting
-  at each word; every word not covered by an n-gram is a unit of its own (so it is
-  masked whole, as in whole-word masking). The unit of every token is stored as the
-  ``unit_ids`` feature and packed with the tokens.
+  are segmented into vocabulary n-grams as the paper describes (AI21Labs/pmi-masking,
+  "How to implement PMI masking"): an entry that contains another wins, and of
+  overlapping entries one is chosen at random. Here that is a dynamic program that
+  covers the most words with n-grams, then uses the fewest units, with ties drawn
+  uniformly (seeded by the document, so a document always segments the same way;
+  the paper may choose anew at every masking). Every word not covered by an n-gram is a
+  unit of its own (so it is masked whole, as in whole-word masking). The unit of every
+  token is stored as the ``unit_ids`` feature and packed with the tokens.
 * At masking time units are visited in random order and taken while the row's token
   budget (``ratio`` x ordinary tokens) lasts (:func:`mlmkit.masking.units.select_units`);
   an n-gram is never split, and the mask / random / keep decision is made once per
@@ -57,6 +61,8 @@ Example recipe section::
 from __future__ import annotations
 
 import logging
+import random
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -70,27 +76,50 @@ from mlmkit.masking.units import candidate_mask, select_units
 log = logging.getLogger(__name__)
 
 
-def longest_match_units(words: list[str], ngrams: dict[int, set[tuple[str, ...]]], max_n: int) -> list[int]:
-    """Segment ``words`` greedily into the longest vocabulary n-grams.
+def segment_units(
+    words: list[str], ngrams: dict[int, set[tuple[str, ...]]], max_n: int, rng: random.Random | None = None
+) -> list[int]:
+    """Segment ``words`` into vocabulary n-grams and single words, optimally over the whole document.
+
+    Among all segmentations, the chosen one covers the most words with vocabulary n-grams,
+    then uses the fewest units (so an entry that contains another wins, as in the paper:
+    "the united states air force" over "the united states" + "air force"); the
+    segmentations that tie (overlapping entries: "by the way" + "out" or "by" + "the way
+    out") are drawn uniformly at random, as the paper chooses one at random. A dynamic
+    program over word positions: time ``O(len(words) * max_n)``.
 
     Args:
         words: The words of one document, in order.
         ngrams: ``{n: set of n-word tuples}``.
         max_n: Longest n-gram length in ``ngrams``.
+        rng: Breaks ties; by default seeded from the words, so a document always segments the same way.
 
     Returns:
         For each word, the index of the first word of its unit (a word outside every
-        n-gram is its own unit).
+        chosen n-gram is its own unit).
     """
-    units = list(range(len(words)))
-    i = 0
-    while i < len(words):
-        step = 1
-        for n in range(min(max_n, len(words) - i), 1, -1):
+    size = len(words)
+    # best[i]: (words covered, -units) of the best segmentation of words[i:]; ways[i]: how many reach it
+    best: list[tuple[int, int]] = [(0, 0)] * (size + 1)
+    ways = [1] * (size + 1)
+    choices: list[list[int]] = [[] for _ in range(size)]
+    for i in range(size - 1, -1, -1):
+        options = {1: (best[i + 1][0], best[i + 1][1] - 1)}
+        for n in range(2, min(max_n, size - i) + 1):
             bucket = ngrams.get(n)
             if bucket and tuple(words[i:i + n]) in bucket:
-                step = n
-                break
+                options[n] = (best[i + n][0] + n, best[i + n][1] - 1)
+        best[i] = max(options.values())
+        choices[i] = [n for n, score in options.items() if score == best[i]]
+        ways[i] = sum(ways[i + n] for n in choices[i])
+    if rng is None:
+        rng = random.Random(zlib.crc32("\x1f".join(words).encode("utf-8")))
+    units = list(range(size))
+    i = 0
+    while i < size:
+        step = choices[i][0]
+        if len(choices[i]) > 1:  # uniform over optimal segmentations: weight each choice by its completions
+            step = rng.choices(choices[i], weights=[ways[i + n] for n in choices[i]])[0]
         for k in range(i + 1, i + step):
             units[k] = i
         i += step
@@ -148,7 +177,7 @@ class PmiMasking(MaskingStrategy):
                 out.append([-1 if w is None else int(w) for w in word_ids])
                 continue
             words, ids = document_words(text, word_ids, offsets_all[i], normalize)
-            first = longest_match_units(words, self.ngrams, self.max_n)
+            first = segment_units(words, self.ngrams, self.max_n)
             unit_of_word: dict[int, int] = {}
             for k, head in enumerate(first):
                 if head != k:

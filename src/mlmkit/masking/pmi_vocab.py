@@ -21,17 +21,19 @@ How this module estimates the terms (choices the paper leaves open are marked):
   same procedure (:func:`document_words`), so vocabulary and masking always agree.
 * ``p(u)`` of a k-gram is its count over the number of k-gram positions in the corpus;
   n-grams never cross a document boundary (our choice).
-* Like the paper, n-grams of length 2..5 are candidates when they occur at least
-  ``min_count`` times (the paper keeps those seen more than 10 times), each length is
+* Like the paper, n-grams of length 2..5 are candidates when they occur more than
+  ``min_count`` times (the paper: "over 10 occurrences", ``min_count`` 10), each length is
   ranked separately (PMI_n is length-sensitive), and the vocabulary is assembled from
   the top of each ranking: half bigrams, a quarter trigrams, an eighth each of 4- and
   5-grams (for another ``max_n`` the shares keep halving and the two longest share
-  equally). The paper's vocabulary holds 800K n-grams.
+  equally), the policy and the 800K size of the authors' released lists (AI21Labs/pmi-masking).
+  Those lists rank by a variant, ``log p(w)^2 / prod p(s)``, that favours frequent n-grams;
+  this module ranks by equation 3 of the paper as written.
 * Only n-grams with PMI_n above ``min_pmi`` (default 0: more likely than any of its
   segmentations) are kept, so a small corpus does not fill the vocabulary with
   non-collocations (our choice).
 
-Counting is level-wise: an n-gram can only occur ``min_count`` times if both of its
+Counting is level-wise: an n-gram can only occur more than ``min_count`` times if both of its
 (n-1)-gram parts do, so only those positions are counted, which keeps memory near the
 number of frequent n-grams rather than all n-grams of the corpus.
 
@@ -159,9 +161,9 @@ def length_quotas(size: int, max_n: int) -> dict[int, int]:
 def count_frequent_ngrams(
     documents: Sequence[Sequence[int]], max_n: int, min_count: int, advance: Callable[[int], None] | None = None
 ) -> tuple[dict[tuple[int, ...], int], list[int]]:
-    """Count every n-gram (n = 1..max_n) seen at least ``min_count`` times, level by level.
+    """Count every n-gram (n = 1..max_n) seen more than ``min_count`` times, level by level.
 
-    An n-gram occurs ``min_count`` times only if both its (n-1)-gram prefix and suffix
+    An n-gram occurs more than ``min_count`` times only if both its (n-1)-gram prefix and suffix
     do, so level n looks only at positions where both are frequent. Each frequent
     (n-1)-gram gets a dense integer id, an n-gram is coded as ``prefix_id * V + last_word``
     (one int64), and counting is one ``numpy.unique`` per level.
@@ -169,7 +171,7 @@ def count_frequent_ngrams(
     Args:
         documents: Each document as a sequence of word ids in ``[0, V)``.
         max_n: Longest n-gram.
-        min_count: Minimum number of occurrences.
+        min_count: Keep n-grams seen more than this many times.
         advance: Called as ``advance(n)`` when level ``n`` is counted.
 
     Returns:
@@ -198,7 +200,7 @@ def count_frequent_ngrams(
             candidate = (doc_of[:span] == doc_of[n - 1:]) & (ids[:span] >= 0) & (ids[1:span + 1] >= 0)
             codes = ids[:span] * vocab_size + flat[n - 1:]
         unique, found = np.unique(codes[candidate], return_counts=True)
-        frequent = found >= min_count
+        frequent = found > min_count
         kept, kept_counts = unique[frequent], found[frequent]
         if n == 1:
             new_grams = [(int(w),) for w in kept]
@@ -225,7 +227,7 @@ class PmiVocabulary:
     Attributes:
         ngrams: ``{n: [(words, pmi_n, count), ...]}``, best first.
         max_n: Longest n-gram considered.
-        min_count: Minimum occurrences of a candidate.
+        min_count: Candidates were seen more than this many times.
         min_pmi: Candidates needed PMI_n above this.
         size: Requested total size (the length quotas come from it).
         word_splitter: The tokenizer whose words were counted (name or path).
@@ -252,6 +254,7 @@ class PmiVocabulary:
         """The JSON document written by :meth:`save`."""
         return {
             "format": VOCAB_FORMAT, "version": VOCAB_VERSION, "max_n": self.max_n, "min_count": self.min_count,
+            "kept": "n-grams seen more than min_count times",
             "min_pmi": self.min_pmi, "size": self.size, "word_splitter": self.word_splitter,
             "lowercase": self.lowercase, "documents": self.documents, "words": self.words, **self.meta,
             "ngrams": {str(n): [[list(words), round(score, 6), count] for words, score, count in entries]
@@ -291,7 +294,7 @@ class PmiVocabulary:
                       for n, entries in data["ngrams"].items()}
         except (KeyError, TypeError, ValueError) as exc:
             raise UserError(f"the PMI vocabulary {path} is malformed: {exc}") from exc
-        known = {"format", "version", "ngrams", "max_n", "min_count", "min_pmi", "size", "word_splitter",
+        known = {"format", "version", "ngrams", "max_n", "min_count", "kept", "min_pmi", "size", "word_splitter",
                  "lowercase", "documents", "words"}
         return cls(
             ngrams=ngrams, max_n=int(data.get("max_n", max(ngrams, default=2))),
@@ -350,7 +353,7 @@ def build_pmi_vocabulary(
         texts: The corpus, one document per item.
         tokenizer: A fast tokenizer; its pre-tokenizer and normalizer define the words.
         max_n: Longest n-gram (the paper: 5).
-        min_count: Minimum occurrences of a candidate n-gram (the paper: more than 10).
+        min_count: Keep candidate n-grams seen more than this many times (the paper: 10).
         size: Total vocabulary size, split over lengths by the paper's halving policy.
         min_pmi: Keep only n-grams whose PMI_n exceeds this.
         word_splitter: Name of the tokenizer, recorded in the file.
@@ -361,8 +364,8 @@ def build_pmi_vocabulary(
     """
     if max_n < 2:
         raise UserError(f"--max-n must be at least 2, got {max_n}")
-    if min_count < 1:
-        raise UserError(f"--min-count must be at least 1, got {min_count}")
+    if min_count < 0:
+        raise UserError(f"--min-count must be at least 0, got {min_count}")
     if size < 1:
         raise UserError(f"--size must be at least 1, got {size}")
     n_docs = len(texts)
@@ -406,7 +409,7 @@ def build_vocab_file(
         output: JSON file to write.
         model: Model directory or Hub name whose tokenizer splits words.
         max_n: Longest n-gram.
-        min_count: Minimum occurrences of a candidate n-gram.
+        min_count: Keep candidate n-grams seen more than this many times.
         size: Total vocabulary size.
         min_pmi: Keep only n-grams whose PMI_n exceeds this.
         text_column: Text column of csv/json/parquet corpora.
