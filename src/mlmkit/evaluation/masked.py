@@ -242,7 +242,7 @@ def _accuracy_loss(correct: torch.Tensor, loss: torch.Tensor) -> tuple[float, fl
     n = int(correct.numel())
     if n == 0:
         return float("nan"), float("nan"), 0
-    return float(correct.float().mean()), float(loss.mean()), n
+    return float(correct.double().mean()), float(loss.mean()), n
 
 
 def random_token_metrics(wrapped: Any, held: HeldOut, tokenizer: Any, device: torch.device,
@@ -309,7 +309,7 @@ def word_accuracy(rows: torch.Tensor, units: torch.Tensor, correct: torch.Tensor
     unique, inverse = torch.unique(keys, return_inverse=True)
     all_right = torch.ones(len(unique), dtype=torch.long).scatter_reduce(
         0, inverse, correct[valid].long(), reduce="amin")
-    return len(unique), float(all_right.float().mean())
+    return len(unique), float(all_right.double().mean())
 
 
 def pll_metrics(model: Any, held: HeldOut, tokenizer: Any, max_sentences: int, batch_size: int = 64,

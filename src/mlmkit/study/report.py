@@ -145,6 +145,9 @@ def conclusions(results: dict[str, Any], n_seeds: int) -> list[str]:
     if n_seeds < 2:
         return [f"Only one seed: no spread can be estimated, so no difference with `{baseline}` can be tested."]
     for arm, per_metric in results["comparisons"].items():
+        if not per_metric:
+            out.append(f"- `{arm}`: no finished run to compare.")
+            continue
         better = [m for m, c in per_metric.items() if c["verdict"] == "better"]
         worse = [m for m, c in per_metric.items() if c["verdict"] == "worse"]
         if not better and not worse:
