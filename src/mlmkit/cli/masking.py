@@ -122,6 +122,9 @@ def _render_stats(stats: dict[str, Any], source: str) -> None:
         ("mask / random / kept", " / ".join(f"{stats['corruption'][k]:.3f}" for k in ("mask", "random", "kept"))),
         ("units", f"{stats['units']:,}"),
         ("mean unit length (words / tokens)", f"{stats['mean_unit_words']:.2f} / {stats['mean_unit_tokens']:.2f}"),
+        *([("mean span length drawn (words)", f"{stats['expected_mean_unit_words']:.2f}")]
+          if stats.get("expected_mean_unit_words") is not None else []),
+        ("blocks with no prediction", f"{stats['rows_without_prediction']:.2%}"),
         ("content words among predicted tokens", f"{stats['content_share_predicted']:.3f}"),
         ("function words among predicted tokens", f"{stats['function_share_predicted']:.3f}"),
         ("content words in the corpus", f"{stats['content_share_corpus']:.3f}"),

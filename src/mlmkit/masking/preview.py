@@ -220,8 +220,9 @@ def corpus_stats(
 
     Returns:
         Realized ratio, corruption shares, unit counts, unit-length histograms (in words
-        and in tokens) and the share of content words among predicted tokens compared
-        with their share in the corpus.
+        and in tokens), the realized mean unit length next to the one the strategy draws
+        from (span), the share of blocks with no prediction, and the share of content words
+        among predicted tokens compared with their share in the corpus.
     """
     from mlmkit.data.packing import pack_blocks
 
@@ -249,6 +250,7 @@ def corpus_stats(
         totals["corpus_content"] += int((maskable & (content == 1)).sum())
         totals["predicted_content"] += int((predicted & (content == 1)).sum())
         totals["blocks"] += len(examples)
+        totals["rows_without_prediction"] += int((maskable.any(dim=1) & ~predicted.any(dim=1)).sum())
         in_tokens, in_words = unit_lengths(selection, batch["word_ids"])
         totals["units"] += len(in_tokens)
         tokens_hist.update(in_tokens.tolist())
@@ -267,6 +269,10 @@ def corpus_stats(
         "units": totals["units"],
         "mean_unit_tokens": round(sum(k * v for k, v in tokens_hist.items()) / n_units, 3),
         "mean_unit_words": round(sum(k * v for k, v in words_hist.items()) / n_units, 3),
+        # what the strategy's paper draws (span: the clipped geometric's mean), None when it has no such figure
+        "expected_mean_unit_words": (round(strategy.mean_span, 3) if isinstance(getattr(strategy, "mean_span", None),
+                                                                               float) else None),
+        "rows_without_prediction": round(totals["rows_without_prediction"] / max(totals["blocks"], 1), 4),
         "unit_words_histogram": _histogram(words_hist),
         "unit_tokens_histogram": _histogram(tokens_hist),
         "content_share_predicted": round(totals["predicted_content"] / predicted, 4),
