@@ -172,6 +172,18 @@ CASES = {
                            "{ws}/classifier"], "is a fine-tuned BertForSequenceClassification"),
     "extend-binary-corpus": (["tokenizer", "extend", "-c", "{ws}/binary.bin", "-n", "3", "-o", "{out}", "-m",
                               "{ws}/model"], "binary file, not text"),
+    # the other commands that read models, corpora or run directories
+    "score-truncated-model": (["score", "the cat likes the train", "--model", "{ws}/truncated"],
+                              "model.safetensors is truncated"),
+    "score-bad-tokenizer": (["score", "the cat likes the train", "--model", "{ws}/bad-tokenizer"],
+                            "tokenizer.json is not valid JSON"),
+    "evaluate-truncated-model": (["evaluate", "{ws}/truncated"], "model.safetensors is truncated"),
+    "evaluate-classifier": (["evaluate", "{ws}/classifier"], "is a fine-tuned BertForSequenceClassification"),
+    "evaluate-binary-corpus": (["evaluate", "{ws}/model", "--corpus", "{ws}/binary.bin"], "binary file, not text"),
+    "compare-missing-recipe": (["compare", "--recipe", "nope"], "recipe 'nope' not found"),
+    "plot-not-a-run": (["plot", "{ws}/taken", "-o", "{out}.png"], "no metrics.jsonl"),
+    "push-not-a-model": (["push", "{ws}/taken", "--repo-id", "someone/model"], "not a saved model directory"),
+    "runs-missing-directory": (["runs", "ls", "{ws}/missing"], "is not a directory"),
 }
 
 
@@ -210,4 +222,5 @@ def test_every_command_is_covered():
     """Sixty bad inputs at least, spread over every command that reads user input."""
     covered = {_command_name(case_id) for case_id in CASES}
     assert len(CASES) >= 60
-    assert {"pretrain", "resume", "finetune", "fill", "preview", "weights", "vocab", "tokenizer", "extend"} <= covered
+    assert {"pretrain", "resume", "finetune", "fill", "preview", "weights", "vocab", "tokenizer", "extend", "score",
+            "evaluate", "compare", "plot", "push", "runs"} <= covered
