@@ -4,7 +4,8 @@
   over optimizer steps: the mean across seeds per arm, with a band for the 95% t-interval
   of the mean (the range of the seeds when there are fewer than three).
 * ``mask_ratio.png`` – the masking ratio each arm used over the steps.
-* ``final_metrics.png`` – one bar chart per final metric: arm means with 95% intervals.
+* ``final_metrics.png`` – one panel per final metric: arm means with 95% intervals, the
+  baseline's mean as a dashed line.
 """
 
 from __future__ import annotations
@@ -102,19 +103,20 @@ def plot_study(results: dict[str, Any], records: list[dict[str, Any]], out_dir: 
                 ci = s.get("ci95")
                 errors[0].append(0.0 if ci is None or mean is None else mean - ci[0])
                 errors[1].append(0.0 if ci is None or mean is None else ci[1] - mean)
-            ax.bar(range(len(arms)), means, yerr=errors, capsize=3, color="tab:blue", alpha=0.75)
+            # points with interval bars (not bars from zero): most metrics do not start at 0
+            ax.errorbar(range(len(arms)), means, yerr=errors, fmt="o", capsize=4, color="tab:blue")
+            base = arms.index(results["study"]["baseline"])
+            if np.isfinite(means[base]):
+                ax.axhline(means[base], color="grey", linestyle="--", linewidth=0.8)
             ax.set_xticks(range(len(arms)))
             ax.set_xticklabels(arms, rotation=60, ha="right", fontsize=7)
             arrow = "↓" if metric in results["lower_is_better"] else "↑"
             ax.set_title(f"{metric} {arrow}", fontsize=9)
-            finite = [m for m in means if np.isfinite(m)]
-            if finite and min(finite) > 0 and metric not in results["lower_is_better"]:
-                spread = max(finite) - min(finite)
-                ax.set_ylim(max(0.0, min(finite) - 3 * spread - 1e-3), max(finite) + 3 * spread + 1e-3)
+            ax.set_xlim(-0.5, len(arms) - 0.5)
             ax.grid(axis="y", alpha=0.3)
         for ax in list(axes.flat)[len(metrics):]:
             ax.axis("off")
-        fig.suptitle("final metrics: mean over seeds with 95% t-interval", fontsize=10)
+        fig.suptitle("final metrics: mean over seeds with 95% t-interval (dashed: baseline mean)", fontsize=10)
         fig.tight_layout()
         written.append(_save(fig, out_dir / "final_metrics.png", plt))
     return written
