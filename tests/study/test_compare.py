@@ -175,3 +175,26 @@ def test_arms_may_not_change_compute(tmp_path, recipe):
     bad.write_text(recipe.read_text().replace("overrides: [masking.ratio=0.2]", "overrides: [train.max_steps=8]"))
     result = CliRunner().invoke(app, ["compare", "--recipe", str(bad), "--dir", str(tmp_path / "s")])
     assert result.exit_code == 2 and "changes train.max_steps" in result.output
+
+
+def test_finetune_downstream_check(recipe, tmp_path, corpus_file):
+    labelled = tmp_path / "labels.csv"
+    lines = corpus_file.read_text().splitlines()[:80]
+    labelled.write_text("text,label\n" + "\n".join(f"\"{t}\",{'pos' if 'likes' in t else 'neg'}" for t in lines))
+    finetune = tmp_path / "ft.yaml"
+    finetune.write_text(f"""# tiny fine-tuning
+model: {{name_or_path: placeholder, attn_implementation: null}}
+data: {{dataset: {labelled}, max_seq_length: 32, eval_fraction: 0.25}}
+train: {{max_steps: 2, batch_size: 8, lr: 1.0e-3, log_every: 1}}
+""")
+    study = load_study(str(recipe), [f"finetune={finetune}", "seeds=[3]", "train.max_steps=2"],
+                       study_dir=str(tmp_path / "study"))
+    run_study(study)
+    record = read_result(study.runs[0])
+    assert set(record["finetune"]) == {"finetune_accuracy", "finetune_macro_f1"}
+    assert 0.0 <= record["finetune"]["finetune_accuracy"] <= 1.0
+    assert (study.runs[0].dir / "finetune" / "config.json").is_file()
+    results = write_report(study)
+    assert results["families"]["finetune_accuracy"] == "finetune"
+    assert results["arms"]["whole_word"]["finetune_accuracy"]["n"] == 1
+    assert "Only one seed" in (study.dir / "report.md").read_text()
