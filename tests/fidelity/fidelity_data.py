@@ -1,15 +1,19 @@
-"""Real text for the fidelity suite: layouts of the packaged tweets, masking as training does, per-unit checks.
+"""Real text for the fidelity suite: the tweets, the MiniLM tokenizer, layouts, masking as training does.
 
 Three layouts, as the strategies meet them: tweets packed into 128-token blocks as in
 training, one tweet per row (a row's budget is then a word or two), and long documents
-(40 tweets joined) packed into 512-token blocks, SpanBERT's setting.
+(40 tweets joined) packed into 512-token blocks, SpanBERT's setting. (No conftest.py
+here: it would shadow ``tests/conftest.py`` for the tests that import from it.)
 """
 
 from __future__ import annotations
 
+import functools
+
 import datasets
 import torch
 
+from mlmkit.data.embedded import embedded_model_dir, read_embedded_tweets
 from mlmkit.data.packing import pack_blocks, tokenize_corpus
 from mlmkit.masking.collator import MaskingCollator, step_generator
 from mlmkit.masking.preview import mask_with_selection
@@ -17,6 +21,20 @@ from mlmkit.masking.preview import mask_with_selection
 datasets.disable_progress_bars()
 
 BATCH = 64
+
+
+@functools.cache
+def load_tweets() -> list[str]:
+    """The packaged tweets, read once per test session."""
+    return read_embedded_tweets()["text"]
+
+
+@functools.cache
+def load_minilm_tokenizer():
+    """The packaged MiniLM WordPiece tokenizer, loaded once per test session."""
+    from mlmkit.modeling.loading import load_tokenizer
+
+    return load_tokenizer(str(embedded_model_dir()))
 
 
 def layout_rows(texts: list[str], tokenizer, strategy, layout: str) -> list[dict]:

@@ -14,7 +14,7 @@ from collections import Counter
 
 import pytest
 import torch
-from fidelity_data import layout_rows, masked_batches, per_unit
+from fidelity_data import layout_rows, load_minilm_tokenizer, load_tweets, masked_batches, per_unit
 
 from mlmkit.masking.base import run_unit_ids
 from mlmkit.masking.pmi import PmiMasking
@@ -24,7 +24,8 @@ N_TWEETS = 6000
 
 
 @pytest.fixture(scope="module")
-def vocabulary(tweets, minilm_tokenizer, tmp_path_factory):
+def vocabulary(tmp_path_factory):
+    tweets, minilm_tokenizer = load_tweets(), load_minilm_tokenizer()
     vocab = build_pmi_vocabulary(tweets[:N_TWEETS], minilm_tokenizer, max_n=5, min_count=10, size=4000)
     return vocab, vocab.save(tmp_path_factory.mktemp("pmi") / "vocab.json")
 
@@ -43,7 +44,8 @@ def brute_force_pmi(gram: tuple[str, ...], counts: Counter, totals: dict[int, in
     return logp(gram) - best
 
 
-def test_vocabulary_scores_are_pmi_n_by_brute_force(vocabulary, tweets, minilm_tokenizer):
+def test_vocabulary_scores_are_pmi_n_by_brute_force(vocabulary):
+    tweets, minilm_tokenizer = load_tweets(), load_minilm_tokenizer()
     vocab, _ = vocabulary
     documents, spelling = read_corpus_words(tweets[:N_TWEETS], minilm_tokenizer)
     words = [[spelling[w] for w in doc] for doc in documents]
@@ -65,7 +67,8 @@ def test_vocabulary_scores_are_pmi_n_by_brute_force(vocabulary, tweets, minilm_t
             assert gram in kept_grams
 
 
-def test_masking_keeps_units_whole_at_the_budget(vocabulary, tweets, minilm_tokenizer):
+def test_masking_keeps_units_whole_at_the_budget(vocabulary):
+    tweets, minilm_tokenizer = load_tweets(), load_minilm_tokenizer()
     _, path = vocabulary
     strategy = PmiMasking(vocab=str(path))
     strategy.bind(minilm_tokenizer)

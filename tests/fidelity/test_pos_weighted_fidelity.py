@@ -12,7 +12,7 @@ import statistics
 
 import pytest
 import torch
-from fidelity_data import layout_rows, masked_batches, per_unit
+from fidelity_data import layout_rows, load_minilm_tokenizer, load_tweets, masked_batches, per_unit
 
 from mlmkit.masking.pos_weighted import POS_INDEX, RELEASED_CLASSES, UPOS_TAGS, PosWeightedMasking
 from mlmkit.masking.units import word_unit_ids
@@ -50,7 +50,8 @@ def test_weights_equal_the_released_formula():
     assert former[POS_INDEX["DET"]].item() == pytest.approx(0.217, abs=1e-3)
 
 
-def test_masking_tagged_tweets_follows_the_weights(tweets, minilm_tokenizer):
+def test_masking_tagged_tweets_follows_the_weights():
+    tweets, minilm_tokenizer = load_tweets(), load_minilm_tokenizer()
     strategy = loaded()
     strategy.bind(minilm_tokenizer)
     rows = layout_rows(tweets[:600], minilm_tokenizer, strategy, "packed")

@@ -10,7 +10,7 @@ import math
 
 import pytest
 import torch
-from fidelity_data import layout_rows, masked_batches, per_unit
+from fidelity_data import layout_rows, load_minilm_tokenizer, load_tweets, masked_batches, per_unit
 from scipy import stats
 
 from mlmkit.masking.preview import corruption_kinds, unit_lengths
@@ -61,17 +61,20 @@ def measure(tweets, tokenizer, layout: str, n_texts: int, seeds: int):
 
 
 @pytest.fixture(scope="module")
-def long_documents(tweets, minilm_tokenizer):
+def long_documents():
+    tweets, minilm_tokenizer = load_tweets(), load_minilm_tokenizer()
     return measure(tweets, minilm_tokenizer, "long", 4000, seeds=3)
 
 
 @pytest.fixture(scope="module")
-def packed_tweets(tweets, minilm_tokenizer):
+def packed_tweets():
+    tweets, minilm_tokenizer = load_tweets(), load_minilm_tokenizer()
     return measure(tweets, minilm_tokenizer, "packed", 3000, seeds=1)
 
 
 @pytest.fixture(scope="module")
-def single_tweets(tweets, minilm_tokenizer):
+def single_tweets():
+    tweets, minilm_tokenizer = load_tweets(), load_minilm_tokenizer()
     return measure(tweets, minilm_tokenizer, "single", 1000, seeds=1)
 
 
