@@ -35,6 +35,7 @@ lint: install
 bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/masking_throughput.py
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/pretrain_throughput.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/fill_mask_throughput.py
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
