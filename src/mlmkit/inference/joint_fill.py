@@ -439,7 +439,7 @@ def joint_fill(model: Any, tokenizer: Any, texts: str | Sequence[str], *, top_k:
                             f"lower --max-tokens or fill fewer masks at once")
     vocab = int(model.config.vocab_size)
     classes = token_classes(tokenizer, vocab)
-    special_ids = [i for i in range(vocab) if bool(classes.special[i])]
+    special_ids = classes.special.nonzero().flatten().tolist()
     width = max(beam, top_k)
     results: list[JointFillResult] = []
     for group_start in range(0, len(encoded), batch_size):
