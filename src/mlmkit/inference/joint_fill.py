@@ -462,9 +462,10 @@ def joint_fill(model: Any, tokenizer: Any, texts: str | Sequence[str], *, top_k:
                 if filling is not None:
                     per_text[t].append(filling)
         for text, fillings in zip(group, per_text, strict=True):
-            ranked = sorted(fillings, key=lambda f: (-f.score, f.sequence))
-            unique = list({f.sequence: f for f in reversed(ranked)}.values())[::-1]
-            results.append(JointFillResult(text=text.text, fillings=unique[:top_k]))
+            unique: dict[str, JointFilling] = {}
+            for filling in sorted(fillings, key=lambda f: (-f.score, f.sequence)):
+                unique.setdefault(filling.sequence, filling)  # the best-scored of equal texts
+            results.append(JointFillResult(text=text.text, fillings=list(unique.values())[:top_k]))
         if progress is not None:
             progress(len(group))
     return results
