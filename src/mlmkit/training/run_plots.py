@@ -107,7 +107,7 @@ def plot_runs(runs: Sequence[tuple[str, list[dict[str, Any]]]], output: str | Pa
 def plot_run_dirs(run_dirs: Sequence[str | Path], output: str | Path, labels: Sequence[str] | None = None,
                   title: str | None = None) -> Path:
     """``mlmkit plot``: overlay the curves of several run directories, labelled by directory or ``labels``."""
-    from mlmkit.training.run_dir import read_metrics
+    from mlmkit.training.run_summary import read_run_metrics
 
     dirs = [Path(d).expanduser() for d in run_dirs]
     if labels is not None and len(labels) != len(dirs):
@@ -118,7 +118,7 @@ def plot_run_dirs(run_dirs: Sequence[str | Path], output: str | Path, labels: Se
     if not Path(output).expanduser().parent.is_dir():
         raise UserError(f"the folder of {output} does not exist")
     names = list(labels) if labels is not None else _short_names(dirs)
-    return plot_runs([(name, read_metrics(d / "metrics.jsonl")) for name, d in zip(names, dirs, strict=True)],
+    return plot_runs([(name, read_run_metrics(d / "metrics.jsonl")) for name, d in zip(names, dirs, strict=True)],
                      output, title=title)
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from mlmkit.errors import UserError
-from mlmkit.training.run_dir import read_metrics
 
 #: what the loops write at the end: the fine-tuning report, or the pre-training before/after metrics
 RESULTS_FILE = "eval_results.json"
@@ -62,7 +61,24 @@ def load_run(run_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]],
     config = OmegaConf.to_container(OmegaConf.load(run / "config.yaml"), resolve=True)
     results_path = run / RESULTS_FILE
     results = json.loads(results_path.read_text(encoding="utf-8")) if results_path.is_file() else {}
-    return config, read_metrics(run / "metrics.jsonl"), results
+    return config, read_run_metrics(run / "metrics.jsonl"), results
+
+
+def read_run_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl``, skipping lines that are not whole JSON objects.
+
+    A run killed while appending leaves a cut line (and a resumed run appends after it);
+    the rest of the file is still good.
+    """
+    records = []
+    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and "step" in record:
+            records.append(record)
+    return records
 
 
 def latest_by_step(records: list[dict[str, Any]], split: str) -> list[dict[str, Any]]:
