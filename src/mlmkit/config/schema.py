@@ -64,6 +64,10 @@ class PretrainDataConfig:
     """Processes for tokenization; None tokenizes in this process."""
     streaming: bool = False
     """Read, tokenize and pack the corpus lazily (larger than memory or disk); read in order, not shuffled."""
+    cache: bool = True
+    """Keep the tokenized, featurized and packed blocks on disk and reuse them (not for streaming or Hub corpora)."""
+    cache_dir: str | None = None
+    """Folder of prepared corpora; None means <Hugging Face cache home>/mlmkit/prepared."""
 
 
 @dataclass

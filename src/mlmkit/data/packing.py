@@ -94,7 +94,20 @@ def pack_blocks(tokenized, block_size: int, group_features: tuple[str, ...] = ()
         total = len(flat["input_ids"])
         return {c: [flat[c][i:i + block_size] for i in range(0, total, block_size)] for c in columns}
 
-    return _map(tokenized, pack, batch_size=PACK_CHUNK, num_proc=num_proc, desc="packing blocks")
+    import datasets
+
+    if not num_proc or num_proc < 2 or isinstance(tokenized, datasets.IterableDataset):
+        return _map(tokenized, pack, batch_size=PACK_CHUNK, num_proc=None, desc="packing blocks")
+    # ``map(num_proc=n)`` cuts the rows into n equal shards, whose batches would not start at multiples
+    # of PACK_CHUNK; mapping over the chunk starts instead gives exactly the blocks of one process
+    chunk = PACK_CHUNK
+    starts = datasets.Dataset.from_dict({"chunk_start": list(range(0, len(tokenized), chunk))})
+
+    def pack_chunk(batch: dict[str, list]) -> dict[str, list]:
+        return pack(tokenized[batch["chunk_start"][0]:batch["chunk_start"][0] + chunk])
+
+    return starts.map(pack_chunk, batched=True, batch_size=1, num_proc=min(num_proc, len(starts)),
+                      remove_columns=["chunk_start"], features=tokenized.features, desc="packing blocks")
 
 
 def split_eval(blocks, eval_fraction: float, eval_max_blocks: int, seed: int):
@@ -103,5 +116,6 @@ def split_eval(blocks, eval_fraction: float, eval_max_blocks: int, seed: int):
     if n < 2:
         raise UserError(f"the corpus gives only {n} block(s); it needs at least 2 to hold out an evaluation split")
     n_eval = min(max(1, round(n * eval_fraction)), eval_max_blocks, n - 1)
-    split = blocks.train_test_split(test_size=n_eval, seed=seed, shuffle=True)
+    # the indices stay in memory: nothing is written next to a prepared corpus
+    split = blocks.train_test_split(test_size=n_eval, seed=seed, shuffle=True, keep_in_memory=True)
     return split["train"], split["test"]

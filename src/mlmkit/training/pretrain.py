@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from rich.console import Console
 
 from mlmkit.config.loading import config_to_yaml, validate_config
 from mlmkit.config.schema import PretrainConfig
+from mlmkit.data.cache import prepared_corpus
 from mlmkit.data.packing import pack_blocks, split_eval, tokenize_corpus
 from mlmkit.data.sampler import EpochShuffleSampler
 from mlmkit.data.sources import load_text_corpus
@@ -66,19 +68,23 @@ class PretrainResult:
     """Micro-batches skipped because the masking strategy predicted no token in them."""
 
 
-def build_pretrain_data(cfg: PretrainConfig, tokenizer: Any, strategy: Any):
+def build_pretrain_data(cfg: PretrainConfig, tokenizer: Any, strategy: Any,
+                        notify: Callable[[str], None] | None = None):
     """Load, tokenize, pack and split the corpus; returns ``(train_blocks, eval_blocks, stats)``.
 
-    With ``data.streaming`` the training blocks are a lazily read ``IterableDataset`` and
-    the first ``data.eval_max_blocks`` blocks of the stream are held out.
+    A map-style corpus is prepared once and kept on disk (``data.cache``, see
+    :mod:`mlmkit.data.cache`); later runs with the same corpus, tokenizer, sequence length
+    and features load the blocks instead. With ``data.streaming`` the training blocks are a
+    lazily read ``IterableDataset`` and the first ``data.eval_max_blocks`` blocks of the
+    stream are held out. ``notify`` receives one-line notices (cache reused, damaged cache rebuilt).
     """
-    texts = load_text_corpus(cfg.data.source, cfg.data.text_column, cfg.data.split, cfg.data.config_name,
-                             cfg.data.max_documents, streaming=cfg.data.streaming)
-    tokenized = tokenize_corpus(texts, tokenizer, strategy, num_proc=cfg.data.num_proc)
-    blocks = pack_blocks(tokenized, cfg.data.max_seq_length, strategy.group_features, num_proc=cfg.data.num_proc)
     if cfg.data.streaming:
         import datasets
 
+        texts = load_text_corpus(cfg.data.source, cfg.data.text_column, cfg.data.split, cfg.data.config_name,
+                                 cfg.data.max_documents, streaming=True)
+        tokenized = tokenize_corpus(texts, tokenizer, strategy, num_proc=cfg.data.num_proc)
+        blocks = pack_blocks(tokenized, cfg.data.max_seq_length, strategy.group_features, num_proc=cfg.data.num_proc)
         held_out = list(blocks.take(cfg.data.eval_max_blocks))
         if not held_out:
             raise UserError(f"the corpus {cfg.data.source!r} gives no blocks")
@@ -86,9 +92,13 @@ def build_pretrain_data(cfg: PretrainConfig, tokenizer: Any, strategy: Any):
         train_blocks = blocks.skip(len(held_out))
         return train_blocks, eval_blocks, {"documents": -1, "blocks": -1, "train_blocks": -1,
                                            "eval_blocks": len(eval_blocks)}
+    prepared = prepared_corpus(cfg.data, tokenizer, strategy, notify=notify)
+    blocks = prepared.blocks
     train_blocks, eval_blocks = split_eval(blocks, cfg.data.eval_fraction, cfg.data.eval_max_blocks, cfg.train.seed)
-    stats = {"documents": len(texts), "blocks": len(blocks), "train_blocks": len(train_blocks),
+    stats = {"documents": prepared.documents, "blocks": len(blocks), "train_blocks": len(train_blocks),
              "eval_blocks": len(eval_blocks)}
+    if notify is not None and prepared.reused:
+        notify(f"data: reusing the prepared corpus in {prepared.path}")
     return train_blocks, eval_blocks, stats
 
 
@@ -130,7 +140,8 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
     collator = MaskingCollator(tokenizer, strategy, schedule, seed=tcfg.seed, rank=accelerator.process_index)
 
     with accelerator.main_process_first():
-        train_blocks, eval_blocks, data_stats = build_pretrain_data(cfg, tokenizer, strategy)
+        notify = (lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)) if main else None
+        train_blocks, eval_blocks, data_stats = build_pretrain_data(cfg, tokenizer, strategy, notify)
     streaming = cfg.data.streaming
     if main:
         source = "a streamed corpus" if streaming else f"{data_stats['documents']:,} documents -> " \
