@@ -5,12 +5,14 @@ from __future__ import annotations
 import typer
 
 from mlmkit import __version__
+from mlmkit.cli import cache as cache_cli
 from mlmkit.cli import finetune, masking, runs
 from mlmkit.cli import tokenizer as tokenizer_cli
 from mlmkit.cli.compare import compare_command
 from mlmkit.cli.evaluate import evaluate_command
 from mlmkit.cli.fill_mask import fill_mask_command
 from mlmkit.cli.plot import plot_command
+from mlmkit.cli.prepare import prepare_command
 from mlmkit.cli.pretrain import pretrain_command
 from mlmkit.cli.push import push_command
 from mlmkit.cli.score import score_command
@@ -22,6 +24,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.command("pretrain")(pretrain_command)
+app.command("prepare")(prepare_command)
+app.add_typer(cache_cli.app, name="cache")
 app.command("fill-mask")(fill_mask_command)
 app.command("score")(score_command)
 app.command("evaluate")(evaluate_command)
