@@ -186,3 +186,15 @@ def test_default_location_is_under_the_hugging_face_cache_home():
 
     assert cache.resolve_cache_dir(None) == Path(constants.HF_HOME) / "mlmkit" / "prepared"
     assert cache.resolve_cache_dir("~/x") == Path(os.path.expanduser("~/x"))
+
+
+def test_held_out_split_is_the_seeded_train_test_split(corpus_path, tmp_path, wordpiece_tokenizer):
+    prepared = cache.prepared_corpus(_data(corpus_path, tmp_path), wordpiece_tokenizer, None)
+    files = sorted(p.name for p in prepared.path.rglob("*"))
+    train, held_out = packing.split_eval(prepared.blocks, 0.1, 1024, seed=7)
+    assert sorted(p.name for p in prepared.path.rglob("*")) == files  # nothing written into the prepared corpus
+    reference = prepared.blocks.train_test_split(test_size=len(held_out), seed=7, shuffle=True,
+                                                 train_indices_cache_file_name=str(tmp_path / "train.idx"),
+                                                 test_indices_cache_file_name=str(tmp_path / "test.idx"))
+    assert len(held_out) == round(46 * 0.1) and train.to_dict() == reference["train"].to_dict()
+    assert held_out.to_dict() == reference["test"].to_dict()

@@ -116,6 +116,10 @@ def split_eval(blocks, eval_fraction: float, eval_max_blocks: int, seed: int):
     if n < 2:
         raise UserError(f"the corpus gives only {n} block(s); it needs at least 2 to hold out an evaluation split")
     n_eval = min(max(1, round(n * eval_fraction)), eval_max_blocks, n - 1)
-    # the indices stay in memory: nothing is written next to a prepared corpus
-    split = blocks.train_test_split(test_size=n_eval, seed=seed, shuffle=True, keep_in_memory=True)
-    return split["train"], split["test"]
+    import numpy as np
+
+    # the split of ``blocks.train_test_split(test_size=n_eval, seed=seed)`` (the same seeded permutation), with
+    # the indices kept in memory: nothing is written next to the blocks, which may be a shared prepared corpus
+    permutation = np.random.default_rng(seed).permutation(n)
+    return (blocks.select(permutation[n_eval:], keep_in_memory=True),
+            blocks.select(permutation[:n_eval], keep_in_memory=True))
