@@ -29,7 +29,8 @@ from mlmkit.data.cache import prepare_for_config
 cfg = load_config(PretrainConfig, None, sys.argv[1:], kind="pretrain")
 prepared = prepare_for_config(cfg)
 seconds = time.perf_counter() - started
-peak_kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+usage = resource.getrusage
+peak_kb = max(usage(resource.RUSAGE_SELF).ru_maxrss, usage(resource.RUSAGE_CHILDREN).ru_maxrss)
 print(json.dumps({"seconds": seconds, "reused": prepared.reused, "tokens": prepared.tokens,
                   "blocks": len(prepared.blocks), "peak_mb": peak_kb / 1024}))
 """
