@@ -130,7 +130,7 @@ def test_interrupted_study_resumes_the_run_in_progress(recipe, reference, tmp_pa
         return "signal SIGTERM" if calls["n"] == 4 * 2 + 2 else real(signals, budget, seconds, accelerator)
 
     monkeypatch.setattr(pretrain_module, "_stop_reason", stop_in_third_run)
-    with pytest.raises(TrainingInterrupted):
+    with pytest.raises(TrainingInterrupted, match="run the same mlmkit compare command again"):
         run_study(study)
     monkeypatch.setattr(pretrain_module, "_stop_reason", real)
     assert [read_result(r) is not None for r in study.runs] == [True, True, False, False]
@@ -198,3 +198,20 @@ train: {{max_steps: 2, batch_size: 8, lr: 1.0e-3, log_every: 1}}
     assert results["families"]["finetune_accuracy"] == "finetune"
     assert results["arms"]["whole_word"]["finetune_accuracy"]["n"] == 1
     assert "Only one seed" in (study.dir / "report.md").read_text()
+
+
+def test_fingerprint_counts_what_makes_a_run(recipe, tmp_path):
+    import dataclasses
+
+    from mlmkit.study.recipe import _fingerprint
+
+    run = load_study(str(recipe), study_dir=str(tmp_path / "a")).runs[0]
+    moved = load_study(str(recipe), study_dir=str(tmp_path / "b")).runs[0]
+    assert run.fingerprint == moved.fingerprint  # where a run lives does not count
+    cfg = run.config
+    same = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, resume="auto"))
+    assert _fingerprint(same) == run.fingerprint
+    other = dataclasses.replace(cfg, masking={**cfg.masking, "ratio": 0.3})
+    assert _fingerprint(other) != run.fingerprint
+    longer = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=5))
+    assert _fingerprint(longer) != run.fingerprint

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from mlmkit.config.loading import config_to_yaml, find_recipe, load_config, parse_overrides
+from mlmkit.config.loading import config_to_dict, find_recipe, load_config, parse_overrides
 from mlmkit.config.schema import PretrainConfig
 from mlmkit.errors import UserError
 
@@ -134,10 +135,29 @@ def _arm_overrides(name: str, spec: Any) -> tuple[dict[str, Any] | None, list[st
 
 
 def _fingerprint(cfg: PretrainConfig) -> str:
-    """What makes a run: the resolved config without where it is written and how it is resumed."""
+    """What makes a run: the settings that differ from the schema's defaults.
+
+    Where the run is written and how it is resumed do not count, and neither do keys
+    left at their defaults, so a study directory stays valid when a later version adds
+    config keys.
+    """
     neutral = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, dir="", overwrite=False),
                                   train=dataclasses.replace(cfg.train, resume=None))
-    return hashlib.sha256(config_to_yaml(neutral).encode()).hexdigest()[:16]
+    changed = _non_default(config_to_dict(neutral), config_to_dict(PretrainConfig()))
+    return hashlib.sha256(json.dumps(changed, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _non_default(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in values.items():
+        default = defaults.get(key)
+        if isinstance(value, dict) and isinstance(default, dict) and key != "masking":
+            nested = _non_default(value, default)
+            if nested:
+                out[key] = nested
+        elif value != default:
+            out[key] = value
+    return out
 
 
 def load_study(recipe: str, overrides: list[str] | None = None, study_dir: str | None = None,

@@ -23,6 +23,7 @@ from rich.console import Console
 
 from mlmkit.errors import UserError
 from mlmkit.study.recipe import Study, StudyRun, shard_runs
+from mlmkit.training.stopping import TrainingInterrupted
 
 RESULT_FILE = "result.json"
 
@@ -195,7 +196,13 @@ def run_study(study: Study, shard: tuple[int, int] | None = None, console: Conso
         console.print(f"[bold]run {number}/{len(todo)}[/]: arm {run.arm}, seed {run.seed} -> {run.dir}")
         if _has_checkpoint(run.dir):
             progress.resumed.append(run.key)
-        execute_run(study, run, console, cache)
+        try:
+            execute_run(study, run, console, cache)
+        except TrainingInterrupted as exc:
+            # the run saved a checkpoint; the study, not the single run, is what the user resumes
+            raise TrainingInterrupted(f"study interrupted during {run.key} (checkpoint saved in {run.dir}); "
+                                      "run the same mlmkit compare command again to resume it",
+                                      exc.signal_number) from exc
         progress.executed.append(run.key)
     progress.missing = [run.key for run in study.runs if read_result(run) is None]
     progress.seconds = time.perf_counter() - start
