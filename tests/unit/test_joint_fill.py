@@ -58,7 +58,7 @@ def test_joint_filling_beats_independent_filling(cities):
     # the first mask is the more confident one, so it is filled first, on the all-masked text
     expected = neighbour_log_prob(model, ids, 2, new) + neighbour_log_prob(model, [*ids[:2], new, *ids[3:]], 3, york)
     assert best.log_prob == pytest.approx(expected, abs=1e-5)
-    assert best.score == pytest.approx(expected / 2, abs=1e-5)  # length_penalty 1: per token
+    assert best.score == pytest.approx(expected / 2 ** 0.5, abs=1e-5)  # default length_penalty 0.5
     # the independent answer, scored the same way, is far worse than the joint one
     independent = neighbour_log_prob(model, ids, 2, new) + \
         neighbour_log_prob(model, [*ids[:2], new, *ids[3:]], 3, angeles)

@@ -13,11 +13,13 @@ the unfilled positions only.
 
 With ``max_tokens`` N a mask may become a word of 1..N sub-tokens: every combination of
 word lengths is its own search (the mask expanded to n mask tokens), and fillings of
-different lengths are ranked by ``score = log_prob / num_tokens ** length_penalty``
-(``length_penalty`` 1: mean log-probability per token; 0: the raw sum, which favours
-short words because every extra token adds a negative term). Only whole words are
+different lengths are ranked by ``score = log_prob / num_tokens ** length_penalty``.
+With 0 that is the raw sum, which favours short words because every extra token adds a
+negative term; with 1 it is the mean per token, which favours long words whose extra
+pieces are cheap (punctuation joining two words); the default 0.5 sits between. Only whole words are
 returned: the first piece of a mask written after a space must start a word, a piece
-that continues a word may only follow a piece it can join without a space, and a filled
+that continues a word may only follow a piece it can join without a space, a word of
+several pieces has punctuation inside only (``self-driving``, not ``great!!``), and a filled
 word must tokenize back, in its place in the text, into exactly the pieces that were
 scored (no dangling ``##`` pieces, no word-internal BPE fragments, no non-canonical splits).
 
@@ -341,6 +343,8 @@ def _problem(text: MaskedText, lengths: Sequence[int], classes: TokenClasses) ->
             slot = Slot(position=len(ids))
             if piece == 0 and not at_start and not glued_left:
                 slot.allowed = classes.starts_word & not_special  # the mask is written after a space
+            if lengths[k] > 1 and piece in (0, lengths[k] - 1):  # punctuation only inside a word: self-driving
+                slot.allowed = (slot.allowed if slot.allowed is not None else not_special) & ~classes.punctuation
             if piece > 0:
                 slot.left = len(slots) - 1
                 slots[-1].right = len(slots)
@@ -397,7 +401,7 @@ def _check_options(top_k: int, beam: int, max_tokens: int, batch_size: int, leng
 
 
 def joint_fill(model: Any, tokenizer: Any, texts: str | Sequence[str], *, top_k: int = 5, beam: int = 5,
-               max_tokens: int = 1, length_penalty: float = 1.0, batch_size: int = 32, alternatives: int = 3,
+               max_tokens: int = 1, length_penalty: float = 0.5, batch_size: int = 32, alternatives: int = 3,
                labels: Sequence[str] | None = None,
                progress: Callable[[int], None] | None = None) -> list[JointFillResult]:
     """The best complete fillings of every text's masks, ranked by joint (length-normalised) score.
