@@ -49,7 +49,7 @@ def runs(tiny_model_dir, corpus_file, tmp_path_factory):
                                               for i, line in enumerate(corpus_file.read_text().splitlines()[:80])))
     tuned = runner.invoke(app, ["finetune", "sentiment", "--model", str(root / "random"), "--dataset", str(csv),
                                 "--output", str(root / "sentiment"), "--max-steps", "3", "train.batch_size=16",
-                                "data.max_seq_length=32", "train.log_every=1"])
+                                "data.max_seq_length=32", "train.log_every=1", "train.report_to=tensorboard"])
     assert tuned.exit_code == 0, tuned.output
     return root, first
 
@@ -81,6 +81,19 @@ def test_tensorboard_events_hold_the_metrics(runs):
         assert [v for _, v in logged] == pytest.approx([v for _, v in expected], rel=1e-6)  # stored as float32
     assert [e.step for e in events.Scalars("eval/masked_accuracy")] == [0, 8, 12]
     assert not (root / "span" / "logs").exists()  # report_to defaults to none
+
+
+@pytest.mark.slow
+def test_finetuning_reports_to_tensorboard_too(runs):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    root, _ = runs
+    results = json.loads((root / "sentiment" / "eval_results.json").read_text())
+    events = EventAccumulator(str(root / "sentiment" / "logs" / "mlmkit"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3]
+    assert [(e.step, e.value) for e in events.Scalars("eval/accuracy")] == [(3, pytest.approx(results["accuracy"]))]
+    assert events.Scalars("eval/baseline_accuracy")[0].value == pytest.approx(results["baseline"]["accuracy"])
 
 
 @pytest.mark.slow
