@@ -63,25 +63,28 @@ def compare_command(
 
 
 def _print_table(results: dict) -> None:
+    """Arms as rows, the headline metrics as columns (means over seeds); the full table is in report.md."""
     arms = list(results["study"]["arms"])
     baseline = results["study"]["baseline"]
-    table = Table(title=f"study {results['study']['name']}: mean ± sd over {len(results['study']['seeds'])} seeds "
-                        f"(vs {baseline}: Holm-corrected paired t-test)")
-    table.add_column("metric")
+    shown = results["metrics"][:6]
+    table = Table(title=f"study {results['study']['name']}: means over {len(results['study']['seeds'])} seeds; "
+                        f"vs {baseline}: Holm-corrected paired t-tests")
+    table.add_column("arm")
+    for metric in shown:
+        table.add_column(metric.replace("_", " "), justify="right")
     for arm in arms:
-        table.add_column(arm, justify="right")
-    for metric in results["metrics"]:
         cells = []
-        for arm in arms:
+        for metric in shown:
             s = results["arms"][arm].get(metric)
             if not s:
                 cells.append("–")
                 continue
-            text = f"{s['mean']:.4f}" + (f" ± {s['sd']:.4f}" if s["sd"] is not None else "")
+            text = f"{s['mean']:.4g}"
             verdict = results["comparisons"].get(arm, {}).get(metric, {}).get("verdict")
             if verdict in ("better", "worse"):
                 text += " [green]▲[/]" if verdict == "better" else " [red]▼[/]"
             cells.append(text)
-        table.add_row(metric, *cells)
+        table.add_row(arm, *cells)
     out_console.print(table)
-    out_console.print("▲/▼: significantly better/worse than the baseline; unmarked: no significant difference")
+    out_console.print("▲/▼: significantly better/worse than the baseline; unmarked: no significant difference "
+                      "(standard deviations, intervals and p-values: report.md)")
