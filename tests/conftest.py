@@ -5,13 +5,20 @@ Nothing is downloaded: the Hub is switched off for the whole session.
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
+import shutil
+import tempfile
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# caches the tests write (prepared corpora, datasets' Arrow files) live in a per-session folder, not the user's
+_HF_HOME = tempfile.mkdtemp(prefix="mlmkit-tests-hf-")
+os.environ["HF_HOME"] = _HF_HOME
+atexit.register(shutil.rmtree, _HF_HOME, True)
 
 import pytest  # noqa: E402
 
