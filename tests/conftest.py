@@ -152,3 +152,19 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def preparations(monkeypatch) -> list[int]:
+    """Counts the calls of the prepared-corpus cache's preparation function (load, tokenize, pack)."""
+    from mlmkit.data import cache
+
+    calls: list[int] = []
+    original = cache.prepare_blocks
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(cache, "prepare_blocks", counted)
+    return calls

@@ -8,7 +8,6 @@ import pytest
 from typer.testing import CliRunner
 
 from mlmkit.cli.app import app
-from mlmkit.data import cache
 
 runner = CliRunner()
 
@@ -17,19 +16,6 @@ def _json(result) -> dict | list:
     assert result.exit_code == 0, result.output
     start = min(i for i in (result.stdout.find("{"), result.stdout.find("[")) if i >= 0)
     return json.loads(result.stdout[start:])
-
-
-@pytest.fixture
-def preparations(monkeypatch) -> list[int]:
-    calls: list[int] = []
-    original = cache.prepare_blocks
-
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(cache, "prepare_blocks", counted)
-    return calls
 
 
 def _data_args(tiny_model_dir, corpus_file, cache_dir) -> list[str]:

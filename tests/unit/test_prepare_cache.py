@@ -21,20 +21,6 @@ def corpus_path(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def preparations(monkeypatch) -> list[int]:
-    """Counts the calls of the preparation function (load, tokenize, pack)."""
-    calls: list[int] = []
-    original = cache.prepare_blocks
-
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(cache, "prepare_blocks", counted)
-    return calls
-
-
 def _data(corpus_path: Path, tmp_path: Path, **kwargs) -> PretrainDataConfig:
     return PretrainDataConfig(source=str(corpus_path), cache_dir=str(tmp_path / "prepared"),
                               max_seq_length=kwargs.pop("max_seq_length", 32), **kwargs)
