@@ -293,6 +293,13 @@ CASES = {
     "plot-not-a-run": (["plot", "{ws}/taken", "-o", "{out}.png"], "no metrics.jsonl"),
     "push-not-a-model": (["push", "{ws}/taken", "--repo-id", "someone/model"], "not a saved model directory"),
     "runs-missing-directory": (["runs", "ls", "{ws}/missing"], "is not a directory"),
+    # options Click parses: a bad value or an unknown name is one line too, naming the option and the help to read
+    "fill-top-k-text": (FILL + ["{ws}/model", "--top-k", "abc"], "Invalid value for '--top-k'"),
+    "pretrain-unknown-option": (PRETRAIN + ["--bogus"], "No such option: --bogus (see 'mlmkit pretrain --help')"),
+    "finetune-epochs-text": (FINETUNE + ["--epochs", "many"], "Invalid value for '--epochs'"),
+    "unknown-command": (["pretrian"], "No such command 'pretrian'"),
+    "unknown-subcommand": (["finetune", "sentimnet"], "No such command 'sentimnet'. Did you mean 'sentiment'? (see 'mlmkit finetune --help')"),
+    "score-missing-option-value": (["score", "a text", "--model"], "Option '--model' requires an argument"),
 }
 
 

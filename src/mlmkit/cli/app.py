@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
+
+try:  # recent Typer parses with its own copy of Click; older releases use Click itself
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover - depends on the installed Typer
+    from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[no-redef]
 
 from mlmkit import __version__
 from mlmkit.cli import cache as cache_cli
@@ -17,8 +25,43 @@ from mlmkit.cli.pretrain import pretrain_command
 from mlmkit.cli.push import push_command
 from mlmkit.cli.score import score_command
 
+
+
+class OneLineErrors(TyperGroup):
+    """The top-level group: a command line Click cannot parse ends in one ``error:`` line, exit 2.
+
+    Click reports a bad option value or an unknown option with a usage box; mlmkit reports every
+    user error the same way (one line on stderr naming the problem, exit code 2), so scripts and
+    people see the same shape whether the mistake was caught by Click or by mlmkit. Parsing the
+    top-level options happens in ``make_context``; sub-commands are resolved and parsed in ``invoke``.
+    """
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
+        try:
+            return super().make_context(*args, **kwargs)
+        except UsageError as exc:
+            _usage_error_line(exc)
+
+    def invoke(self, ctx: Any) -> Any:  # noqa: D102
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:
+            _usage_error_line(exc)
+
+
+def _usage_error_line(exc: Any) -> None:
+    """Print Click's usage error as one ``error:`` line and exit 2 (help requested by no arguments passes)."""
+    if isinstance(exc, NoArgsIsHelpError):
+        raise exc
+    from mlmkit.cli.common import fail
+
+    command = exc.ctx.command_path if exc.ctx is not None else "mlmkit"
+    fail(f"{' '.join(exc.format_message().split())} (see '{command} --help')")
+
+
 app = typer.Typer(
     name="mlmkit",
+    cls=OneLineErrors,
     help="Masked language modeling on the Hugging Face stack: pretrain, finetune, fill-mask.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
