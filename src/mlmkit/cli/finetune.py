@@ -1,9 +1,10 @@
-"""``mlmkit finetune ...``: fine-tune an encoder for classification."""
+"""``mlmkit finetune sentiment|classify|ner|suite``: fine-tune an encoder for a task, or a suite of tasks."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import math
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -19,7 +20,8 @@ from mlmkit.cli.launch_options import (
     run_here_or_launch,
 )
 
-app = typer.Typer(help="Fine-tune an encoder for classification.", no_args_is_help=True)
+app = typer.Typer(help="Fine-tune an encoder: sentiment, any sequence classification or regression, NER; a suite "
+                       "of tasks.", no_args_is_help=True)
 
 #: replaced in tests to check the multi-process command line without starting processes
 LAUNCHER = None
@@ -32,7 +34,9 @@ def option_overrides(**options: Any) -> list[str]:
     """
     keys = {"model": "model.name_or_path", "dataset": "data.dataset", "text_column": "data.text_column",
             "label_column": "data.label_column", "output": "output.dir", "overwrite": "output.overwrite",
-            "epochs": "train.num_epochs", "max_steps": "train.max_steps"}
+            "epochs": "train.num_epochs", "max_steps": "train.max_steps", "task": "data.task",
+            "text_pair_column": "data.text_pair_column", "label_separator": "data.label_separator",
+            "threshold": "data.threshold", "config_name": "data.config_name"}
     overrides = [f"{keys[name]}={json.dumps(value)}" for name, value in options.items() if value is not None]
     if options.get("epochs") is not None and options.get("max_steps") is None:
         # --epochs alone means "train for this many epochs", even if the recipe fixes a step count
@@ -40,71 +44,85 @@ def option_overrides(**options: Any) -> list[str]:
     return overrides
 
 
+def _score(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
+#: how the summary table names metrics
+METRIC_LABELS = {"accuracy": "accuracy", "macro_f1": "macro-F1", "weighted_f1": "weighted-F1", "micro_f1": "micro-F1",
+                 "f1": "F1", "precision": "precision", "recall": "recall", "pearson": "Pearson r",
+                 "spearman": "Spearman rho", "mse": "MSE", "mae": "MAE", "threshold": "threshold"}
+
+
+def _summary_rows(result: Any) -> list[tuple[str, str]]:
+    """(name, key) of the metrics to show for the result's task, headline first."""
+    metrics = result.metrics or {"accuracy": result.accuracy, "macro_f1": result.macro_f1}
+    order = [result.primary_metric, *(k for k in METRIC_LABELS if k != result.primary_metric)]
+    return [(METRIC_LABELS[k], k) for k in order
+            if k in metrics and not (isinstance(metrics[k], float) and math.isnan(metrics[k]))]
+
+
 def report_tables(result: Any) -> list[Table]:
     """Rich tables of a :class:`~mlmkit.training.finetune.FinetuneResult`: summary, per-class, confusion."""
+    metrics = result.metrics or {"accuracy": result.accuracy, "macro_f1": result.macro_f1}
+    baseline_name = {"single_label": "majority baseline", "multi_label": "majority-label baseline",
+                     "regression": "mean baseline", "token": "most-frequent-tag baseline"}.get(result.task)
     summary = Table(title=f"evaluation on {result.data.get('eval_examples', '?'):,} examples ({result.eval_source})")
     summary.add_column("metric")
     summary.add_column("fine-tuned", justify="right")
-    summary.add_column(f"majority baseline ('{result.baseline['label']}')", justify="right")
-    summary.add_row("accuracy", f"{result.accuracy:.4f}", f"{result.baseline['accuracy']:.4f}")
-    summary.add_row("macro-F1", f"{result.macro_f1:.4f}", f"{result.baseline['macro_f1']:.4f}")
+    summary.add_column(f"{baseline_name} ('{result.baseline['label']}')", justify="right")
+    for label, key in _summary_rows(result):
+        if key == "threshold" and result.task == "multi_label":
+            label = "threshold (tuned on this set)" if result.data.get("threshold_tuned") else "threshold (fixed)"
+        summary.add_row(label, _score(metrics[key]), _score(result.baseline.get(key, "")) if key != "threshold" else "")
+    tables = [summary]
+    if result.per_class:
+        title = {"token": "per-type report (entities)" if result.data.get("scoring") == "seqeval entities"
+                 else "per-tag report (words)", "multi_label": "per-label report"}.get(result.task, "per-class report")
+        per_class = Table(title=title)
+        for column in ("class", "precision", "recall", "F1", "support"):
+            per_class.add_column(column, justify="left" if column == "class" else "right")
+        for row in result.per_class:
+            per_class.add_row(row["label"], f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}",
+                              f"{row['support']:,}")
+        n = len(result.per_class) or 1
+        per_class.add_section()
+        per_class.add_row("macro average", f"{sum(r['precision'] for r in result.per_class) / n:.4f}",
+                          f"{sum(r['recall'] for r in result.per_class) / n:.4f}", f"{result.macro_f1:.4f}",
+                          f"{sum(r['support'] for r in result.per_class):,}")
+        tables.append(per_class)
+    if result.confusion_matrix:
+        confusion = Table(title="confusion matrix (rows: true class, columns: predicted)")
+        confusion.add_column("true \\ predicted")
+        for name in result.label_names:
+            confusion.add_column(name, justify="right")
+        for name, counts in zip(result.label_names, result.confusion_matrix, strict=True):
+            best = max(counts) if counts else 0
+            confusion.add_row(name, *(f"[bold]{c:,}[/]" if c == best and c else f"{c:,}" for c in counts))
+        tables.append(confusion)
+    if result.extra_evals:
+        extra = Table(title="further evaluation splits")
+        keys = [k for _, k in _summary_rows(result) if k != "threshold"]
+        extra.add_column("split")
+        for key in keys:
+            extra.add_column(METRIC_LABELS[key], justify="right")
+        extra.add_column("examples", justify="right")
+        for split, scores in result.extra_evals.items():
+            extra.add_row(split, *(_score(scores.get(k, float("nan"))) for k in keys), f"{scores['examples']:,}")
+        tables.append(extra)
+    return tables
 
-    per_class = Table(title="per-class report")
-    for column in ("class", "precision", "recall", "F1", "support"):
-        per_class.add_column(column, justify="left" if column == "class" else "right")
-    for row in result.per_class:
-        per_class.add_row(row["label"], f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}",
-                          f"{row['support']:,}")
-    n = len(result.per_class) or 1
-    per_class.add_section()
-    per_class.add_row("macro average", f"{sum(r['precision'] for r in result.per_class) / n:.4f}",
-                      f"{sum(r['recall'] for r in result.per_class) / n:.4f}", f"{result.macro_f1:.4f}",
-                      f"{sum(r['support'] for r in result.per_class):,}")
 
-    confusion = Table(title="confusion matrix (rows: true class, columns: predicted)")
-    confusion.add_column("true \\ predicted")
-    for name in result.label_names:
-        confusion.add_column(name, justify="right")
-    for name, counts in zip(result.label_names, result.confusion_matrix, strict=True):
-        best = max(counts) if counts else 0
-        confusion.add_row(name, *(f"[bold]{c:,}[/]" if c == best and c else f"{c:,}" for c in counts))
-    return [summary, per_class, confusion]
-
-
-@app.command("sentiment")
-@user_errors
-def sentiment(
-    overrides: list[str] = typer.Argument(None, help="Config overrides applied last, e.g. train.lr=3e-5."),
-    recipe: str = typer.Option(None, "--recipe", "-r", help="Recipe YAML path or packaged finetune recipe name."),
-    model: str = typer.Option(None, "--model", "-m", help="Encoder: a model directory, a Hub name, or 'embedded'."),
-    dataset: str = typer.Option(None, "--dataset", "-d",
-                                help="'embedded' tweets, a Hub dataset (sst2, imdb, ...) or a csv/json/jsonl/parquet."),
-    text_column: str = typer.Option(None, "--text-column", help="Column holding the text."),
-    label_column: str = typer.Option(None, "--label-column", help="Column holding the labels (strings or ints)."),
-    output: str = typer.Option(None, "--output", "-o", help="Directory for the fine-tuned model."),
-    overwrite: bool = typer.Option(None, "--overwrite", help="Replace a non-empty output directory.",
-                                   show_default=False),
-    epochs: float = typer.Option(None, "--epochs", help="Epochs over the training set."),
-    max_steps: int = typer.Option(None, "--max-steps", help="Optimizer steps (overrides --epochs)."),
-    num_processes: NumProcesses = 1,
-    num_machines: NumMachines = 1,
-    machine_rank: MachineRank = 0,
-    main_process_ip: MainProcessIp = None,
-    main_process_port: MainProcessPort = None,
-    accelerate_config: AccelerateConfig = None,
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-) -> None:
-    """Fine-tune an encoder for sentiment (or any single-label) classification and evaluate it."""
+def _run(command: str, recipe: str | None, options: list[str], overrides: list[str] | None, launch: tuple,
+         as_json: bool) -> None:
+    """Shared body of sentiment / classify / ner: resolve the config, run here or launch, print tables."""
     from mlmkit.config import FinetuneConfig, load_config
     from mlmkit.training.finetune import finetune_classifier
 
-    options = option_overrides(model=model, dataset=dataset, text_column=text_column, label_column=label_column,
-                               output=output, overwrite=overwrite or None, epochs=epochs, max_steps=max_steps)
     all_overrides = options + list(overrides or [])
     cfg = load_config(FinetuneConfig, recipe, all_overrides, kind="finetune")  # validate before launching
-    argv = ["finetune", "sentiment", *all_overrides, *(["--recipe", recipe] if recipe else []),
+    argv = ["finetune", command, *all_overrides, *(["--recipe", recipe] if recipe else []),
             *(["--json"] if as_json else [])]
-    launch = (num_processes, num_machines, machine_rank, main_process_ip, main_process_port, accelerate_config)
     result = run_here_or_launch(argv, launch, LAUNCHER, lambda: finetune_classifier(cfg, console=err_console),
                                 as_json)
     if result is None:
@@ -114,3 +132,122 @@ def sentiment(
     epochs = f"{result.epochs:g} epoch{'' if result.epochs == 1 else 's'}"
     out_console.print(f"{result.steps} steps ({epochs}) in {result.train_seconds:.1f} s "
                       f"({result.examples_per_second:,.1f} examples/s); model saved to {result.output_dir}")
+
+
+Overrides = Annotated[list[str], typer.Argument(help="Config overrides applied last, e.g. train.lr=3e-5.")]
+Recipe = Annotated[str, typer.Option("--recipe", "-r", help="Recipe YAML path or packaged finetune recipe name.")]
+Model = Annotated[str, typer.Option("--model", "-m", help="Encoder: a model directory, a Hub name, or 'embedded'.")]
+Output = Annotated[str, typer.Option("--output", "-o", help="Directory for the fine-tuned model.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty output directory.",
+                                         show_default=False)]
+Epochs = Annotated[float, typer.Option("--epochs", help="Epochs over the training set.")]
+MaxSteps = Annotated[int, typer.Option("--max-steps", help="Optimizer steps (overrides --epochs).")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+TextColumn = Annotated[str, typer.Option("--text-column", help="Column holding the text.")]
+LabelColumn = Annotated[str, typer.Option("--label-column", help="Column holding the labels (strings or ints).")]
+ConfigName = Annotated[str, typer.Option("--config-name", help="Hub dataset configuration (e.g. GLUE's 'mrpc').")]
+
+
+@app.command("sentiment")
+@user_errors
+def sentiment(
+    overrides: Overrides = None,
+    recipe: Recipe = None,
+    model: Model = None,
+    dataset: str = typer.Option(None, "--dataset", "-d",
+                                help="'embedded' tweets, a Hub dataset (sst2, imdb, ...) or a csv/json/jsonl/parquet."),
+    text_column: TextColumn = None,
+    label_column: LabelColumn = None,
+    output: Output = None,
+    overwrite: Overwrite = None,
+    epochs: Epochs = None,
+    max_steps: MaxSteps = None,
+    num_processes: NumProcesses = 1,
+    num_machines: NumMachines = 1,
+    machine_rank: MachineRank = 0,
+    main_process_ip: MainProcessIp = None,
+    main_process_port: MainProcessPort = None,
+    accelerate_config: AccelerateConfig = None,
+    as_json: AsJson = False,
+) -> None:
+    """Fine-tune an encoder for sentiment (or any single-label) classification and evaluate it."""
+    options = option_overrides(model=model, dataset=dataset, text_column=text_column, label_column=label_column,
+                               output=output, overwrite=overwrite or None, epochs=epochs, max_steps=max_steps)
+    launch = (num_processes, num_machines, machine_rank, main_process_ip, main_process_port, accelerate_config)
+    _run("sentiment", recipe, options, overrides, launch, as_json)
+
+
+@app.command("classify")
+@user_errors
+def classify(
+    overrides: Overrides = None,
+    recipe: Recipe = None,
+    model: Model = None,
+    dataset: str = typer.Option(None, "--dataset", "-d",
+                                help="'embedded' tweets, a Hub dataset (glue with --config-name, ...) or a "
+                                     "csv/json/jsonl/parquet file."),
+    config_name: ConfigName = None,
+    text_column: TextColumn = None,
+    text_pair_column: str = typer.Option(None, "--text-pair-column",
+                                         help="Second text of a pair (NLI, paraphrase, similarity)."),
+    label_column: LabelColumn = None,
+    task: str = typer.Option(None, "--task",
+                             help="single_label (default), multi_label or regression (float labels)."),
+    label_separator: str = typer.Option(None, "--label-separator",
+                                        help="Multi-label: split string labels on this (implies --task multi_label)."),
+    threshold: float = typer.Option(None, "--threshold",
+                                    help="Multi-label decision threshold; default: tuned on the evaluation split."),
+    output: Output = None,
+    overwrite: Overwrite = None,
+    epochs: Epochs = None,
+    max_steps: MaxSteps = None,
+    num_processes: NumProcesses = 1,
+    num_machines: NumMachines = 1,
+    machine_rank: MachineRank = 0,
+    main_process_ip: MainProcessIp = None,
+    main_process_port: MainProcessPort = None,
+    accelerate_config: AccelerateConfig = None,
+    as_json: AsJson = False,
+) -> None:
+    """Fine-tune for sequence classification: one text or a pair; single-label, multi-label or regression."""
+    if task is None and (label_separator is not None or threshold is not None):
+        task = "multi_label"
+    options = option_overrides(model=model, dataset=dataset, config_name=config_name, text_column=text_column,
+                               text_pair_column=text_pair_column, label_column=label_column, task=task,
+                               label_separator=label_separator, threshold=threshold, output=output,
+                               overwrite=overwrite or None, epochs=epochs, max_steps=max_steps)
+    launch = (num_processes, num_machines, machine_rank, main_process_ip, main_process_port, accelerate_config)
+    _run("classify", recipe, options, overrides, launch, as_json)
+
+
+@app.command("ner")
+@user_errors
+def ner(
+    overrides: Overrides = None,
+    recipe: Recipe = None,
+    model: Model = None,
+    dataset: str = typer.Option(None, "--dataset", "-d",
+                                help="A Hub dataset (conll2003, wnut_17, ...), a CoNLL file, JSON lines with "
+                                     "tokens/tags, or 'embedded-pos'."),
+    config_name: ConfigName = None,
+    tokens_column: str = typer.Option(None, "--tokens-column", help="Column of word lists (default 'tokens')."),
+    tags_column: str = typer.Option(None, "--tags-column",
+                                    help="Column of tag lists (default: Hub 'ner_tags', files 'tags')."),
+    output: Output = None,
+    overwrite: Overwrite = None,
+    epochs: Epochs = None,
+    max_steps: MaxSteps = None,
+    num_processes: NumProcesses = 1,
+    num_machines: NumMachines = 1,
+    machine_rank: MachineRank = 0,
+    main_process_ip: MainProcessIp = None,
+    main_process_port: MainProcessPort = None,
+    accelerate_config: AccelerateConfig = None,
+    as_json: AsJson = False,
+) -> None:
+    """Fine-tune for token classification (NER: entity-level seqeval scores; other tags: word accuracy)."""
+    options = ["data.task=token", *option_overrides(
+        model=model, dataset=dataset, config_name=config_name, text_column=tokens_column, label_column=tags_column,
+        output=output, overwrite=overwrite or None, epochs=epochs, max_steps=max_steps)]
+    launch = (num_processes, num_machines, machine_rank, main_process_ip, main_process_port, accelerate_config)
+    _run("ner", recipe, options, overrides, launch, as_json)

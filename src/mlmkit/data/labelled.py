@@ -27,12 +27,22 @@ class DatasetDefaults:
     text_column: str
     label_column: str
     eval_split: str | None
+    text_pair_column: str | None = None
 
 
 #: Hub datasets whose columns and evaluation split need no options (keyed by the name after the last '/')
 KNOWN_DATASETS = {
     "sst2": DatasetDefaults("sentence", "label", "validation"),
     "imdb": DatasetDefaults("text", "label", "test"),
+    # GLUE configurations (dataset 'glue' or 'nyu-mll/glue' with config_name) and their validation splits
+    "cola": DatasetDefaults("sentence", "label", "validation"),
+    "mrpc": DatasetDefaults("sentence1", "label", "validation", "sentence2"),
+    "rte": DatasetDefaults("sentence1", "label", "validation", "sentence2"),
+    "wnli": DatasetDefaults("sentence1", "label", "validation", "sentence2"),
+    "stsb": DatasetDefaults("sentence1", "label", "validation", "sentence2"),
+    "qnli": DatasetDefaults("question", "label", "validation", "sentence"),
+    "qqp": DatasetDefaults("question1", "label", "validation", "question2"),
+    "mnli": DatasetDefaults("premise", "label", "validation_matched", "hypothesis"),
 }
 EMBEDDED_DEFAULTS = DatasetDefaults("text", "sentiment", None)
 GENERIC_DEFAULTS = DatasetDefaults("text", "label", None)
@@ -60,6 +70,8 @@ class LabelledSplits:
     eval_source: str
     """Where the evaluation set came from: a split name or 'held-out <fraction>'."""
     stats: dict[str, Any] = field(default_factory=dict)
+    extra_evals: dict[str, Any] = field(default_factory=dict)
+    """More evaluation sets by split name (data.extra_eval_splits), encoded like ``eval``."""
 
 
 def _is_missing(value: Any) -> bool:
@@ -94,8 +106,9 @@ def _label_strings(values: Sequence[Any], label_names: Sequence[str] | None, sou
 
 
 def encode_labels(dataset: Any, text_column: str, label_column: str, source: str,
-                  label_names: Sequence[str] | None = None, known_names: Sequence[str] | None = None):
-    """Build a ``text`` + ``label`` (ClassLabel) dataset; rows with empty text or no label are dropped.
+                  label_names: Sequence[str] | None = None, known_names: Sequence[str] | None = None,
+                  text_pair_column: str | None = None):
+    """Build a ``text`` (+ ``text_pair``) + ``label`` (ClassLabel) dataset; rows without text or label are dropped.
 
     Args:
         dataset: A ``datasets.Dataset`` holding both columns.
@@ -104,6 +117,7 @@ def encode_labels(dataset: Any, text_column: str, label_column: str, source: str
         source: Name of the data, for error messages.
         label_names: Names of integer labels 0..k-1 (``data.label_names``).
         known_names: Class names fixed by the training split; an evaluation split must use only these.
+        text_pair_column: Column with the second text of a pair, if any (kept as ``text_pair``).
 
     Returns:
         ``(dataset, names)``. Names come from ``label_names``, else a ``ClassLabel``'s names, else the
@@ -126,9 +140,8 @@ def encode_labels(dataset: Any, text_column: str, label_column: str, source: str
     else:
         strings, numeric = _label_strings(raw_labels, label_names, source)
         names = list(label_names) if label_names is not None else None
-    texts = column_values(dataset, text_column)
-    keep = [i for i, (t, s) in enumerate(zip(texts, strings, strict=True))
-            if s is not None and isinstance(t, str) and t.strip()]
+    texts, pairs = _texts(dataset, text_column, text_pair_column, source)
+    keep = [i for i in _usable_rows(texts, pairs) if strings[i] is not None]
     if not keep:
         raise UserError(f"{source} has no rows with both a non-empty text and a label")
     if known_names is not None:
@@ -145,10 +158,120 @@ def encode_labels(dataset: Any, text_column: str, label_column: str, source: str
                             "with --label-column")
         names = sorted(observed, key=int) if numeric else sorted(observed)
     index = {name: i for i, name in enumerate(names)}
-    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=names)})
-    encoded = datasets.Dataset.from_dict(
-        {"text": [texts[i] for i in keep], "label": [index[strings[i]] for i in keep]}, features=features)
+    encoded = _text_dataset(texts, pairs, keep, [index[strings[i]] for i in keep], datasets.ClassLabel(names=names))
     return encoded, names
+
+
+def _texts(dataset: Any, text_column: str, text_pair_column: str | None, source: str) -> tuple[list, list | None]:
+    """The text column and, for pairs, the second text column."""
+    require_column(dataset, text_column, source, "text")
+    if text_pair_column is None:
+        return column_values(dataset, text_column), None
+    require_column(dataset, text_pair_column, source, "text pair")
+    return column_values(dataset, text_column), column_values(dataset, text_pair_column)
+
+
+def _usable_rows(texts: list, pairs: list | None) -> list[int]:
+    """Rows whose text (and second text, for pairs) is a non-empty string."""
+    def usable(value: Any) -> bool:
+        return isinstance(value, str) and bool(value.strip())
+
+    return [i for i, t in enumerate(texts) if usable(t) and (pairs is None or usable(pairs[i]))]
+
+
+def _text_dataset(texts: list, pairs: list | None, keep: list[int], labels: list, label_feature: Any):
+    """A ``text`` (+ ``text_pair``) + ``label`` dataset of rows ``keep``."""
+    import datasets
+
+    columns = {"text": [texts[i] for i in keep]}
+    features = {"text": datasets.Value("string")}
+    if pairs is not None:
+        columns["text_pair"] = [pairs[i] for i in keep]
+        features["text_pair"] = datasets.Value("string")
+    columns["label"] = labels
+    features["label"] = label_feature
+    return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
+
+
+def _label_lists(values: list, separator: str | None, source: str) -> list[list[str] | None]:
+    """Multi-label values (lists, or strings cut at ``separator``) as lists of names; None where missing."""
+    lists: list[list[str] | None] = []
+    for value in values:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            lists.append(None)
+        elif isinstance(value, (list, tuple, np.ndarray)):
+            lists.append([str(int(v)) if _integral(v) else str(v).strip() for v in value])
+        elif isinstance(value, str) and separator is not None:
+            lists.append([part.strip() for part in value.split(separator) if part.strip()])
+        else:
+            raise UserError(f"multi-label data needs a list column or data.label_separator (--label-separator); "
+                            f"{source} has the single value {value!r}")
+    return lists
+
+
+def encode_multi_labels(dataset: Any, text_column: str, label_column: str, source: str,
+                        separator: str | None = None, known_names: Sequence[str] | None = None,
+                        text_pair_column: str | None = None):
+    """Build a ``text`` + multi-hot ``label`` (floats, one per label name) dataset for multi-label training.
+
+    A row with an empty label list is kept (it has none of the labels); a row with no label value is dropped.
+
+    Returns:
+        ``(dataset, names)``; names are ``known_names`` (fixed by the training split) or the sorted label values.
+    """
+    import datasets
+
+    require_column(dataset, label_column, source, "label")
+    feature = dataset.features[label_column]
+    raw = column_values(dataset, label_column)
+    inner = getattr(feature, "feature", None)
+    if isinstance(inner, datasets.ClassLabel):  # a Sequence(ClassLabel) column: ids -> names
+        raw = [None if row is None else [inner.names[v] for v in row] for row in raw]
+    lists = _label_lists(raw, separator, source)
+    texts, pairs = _texts(dataset, text_column, text_pair_column, source)
+    keep = [i for i in _usable_rows(texts, pairs) if lists[i] is not None]
+    if not keep:
+        raise UserError(f"{source} has no rows with both a non-empty text and a label")
+    observed = sorted({name for i in keep for name in lists[i]})
+    if known_names is not None:
+        unseen = sorted(set(observed) - set(known_names))
+        if unseen:
+            raise UserError(f"the evaluation data of {source} has labels the training split lacks: "
+                            f"{', '.join(unseen[:5])} (training labels: {', '.join(known_names)})")
+        names = list(known_names)
+    else:
+        names = observed
+    index = {name: i for i, name in enumerate(names)}
+    hot = []
+    for i in keep:
+        row = [0.0] * len(names)
+        for name in lists[i]:
+            row[index[name]] = 1.0
+        hot.append(row)
+    label_feature = datasets.Sequence(datasets.Value("float32"), length=len(names))
+    return _text_dataset(texts, pairs, keep, hot, label_feature), names
+
+
+def encode_scores(dataset: Any, text_column: str, label_column: str, source: str,
+                  text_pair_column: str | None = None):
+    """Build a ``text`` + float ``label`` dataset for regression; rows without a numeric label are dropped."""
+    import datasets
+
+    require_column(dataset, label_column, source, "label")
+    raw = column_values(dataset, label_column)
+    texts, pairs = _texts(dataset, text_column, text_pair_column, source)
+    scores: list[float | None] = []
+    for value in raw:
+        try:
+            score = None if _is_missing(value) or isinstance(value, bool) else float(value)
+        except (TypeError, ValueError):
+            raise UserError(f"regression needs numeric labels; {source} has {value!r} in column "
+                            f"{label_column!r}") from None
+        scores.append(None if score is None or math.isnan(score) else score)
+    keep = [i for i in _usable_rows(texts, pairs) if scores[i] is not None]
+    if not keep:
+        raise UserError(f"{source} has no rows with both a non-empty text and a numeric label")
+    return _text_dataset(texts, pairs, keep, [scores[i] for i in keep], datasets.Value("float32")), [label_column]
 
 
 def column_values(dataset: Any, column: str) -> list:
@@ -229,51 +352,112 @@ def _read_split(cfg: FinetuneDataConfig, split: str):
     return load_any(cfg.dataset, split=split, config_name=cfg.config_name)
 
 
+def random_split(dataset: Any, eval_fraction: float, seed: int) -> tuple[Any, Any]:
+    """Hold out a seeded random ``eval_fraction`` of ``dataset`` (for labels with no classes to stratify by)."""
+    if not 0.0 < eval_fraction < 1.0:
+        raise UserError(f"data.eval_fraction must lie strictly between 0 and 1, got {eval_fraction}")
+    n_eval = math.ceil(eval_fraction * len(dataset))
+    if len(dataset) < 2 or n_eval >= len(dataset):
+        raise UserError(f"cannot hold out {eval_fraction:g} of {len(dataset)} examples and keep some to train on")
+    order = np.random.default_rng(seed).permutation(len(dataset))
+    return dataset.select(np.sort(order[n_eval:])), dataset.select(np.sort(order[:n_eval]))
+
+
+def random_subset(dataset: Any, size: int | None, seed: int) -> Any:
+    """At most ``size`` examples drawn at random with ``seed`` (all of them when ``size`` is None or larger)."""
+    if size is None or size >= len(dataset):
+        return dataset
+    if size <= 0:
+        raise UserError(f"sample sizes must be positive, got {size}")
+    return dataset.select(np.sort(np.random.default_rng(seed).permutation(len(dataset))[:size]))
+
+
+def label_stats(dataset: Any, task: str, names: Sequence[str]) -> dict[str, Any]:
+    """Examples per class (single-label), per label (multi-label) or the score range (regression)."""
+    if task == "single_label":
+        return class_counts(dataset)
+    values = np.asarray(column_values(dataset, "label"), dtype=np.float64)
+    if task == "multi_label":
+        sums = values.sum(axis=0) if values.size else np.zeros(len(names))
+        return {name: int(n) for name, n in zip(names, sums, strict=True)}
+    return {"min": float(values.min()), "mean": round(float(values.mean()), 4), "max": float(values.max())}
+
+
+def _encode(cfg: FinetuneDataConfig, raw: Any, columns: tuple[str, str | None, str], source: str,
+            label_names: list[str] | None, known_names: list[str] | None):
+    """Encode one split's labels the way ``cfg.task`` needs; ``columns`` is (text, text pair, label)."""
+    text_column, pair, label_column = columns
+    if cfg.task == "multi_label":
+        return encode_multi_labels(raw, text_column, label_column, source, cfg.label_separator,
+                                   known_names if known_names is not None else label_names, pair)
+    if cfg.task == "regression":
+        return encode_scores(raw, text_column, label_column, source, pair)
+    return encode_labels(raw, text_column, label_column, source, label_names, known_names, pair)
+
+
 def load_labelled_splits(cfg: FinetuneDataConfig, seed: int) -> LabelledSplits:
     """Load, label-encode, split and subsample the data described by ``cfg``.
 
     The evaluation set is ``cfg.eval_split`` (or the dataset's standard one, see
-    :data:`KNOWN_DATASETS`); without one, a stratified ``cfg.eval_fraction`` of the training
-    split is held out. ``max_train_samples`` / ``max_eval_samples`` then take stratified subsets.
+    :data:`KNOWN_DATASETS`); without one, a ``cfg.eval_fraction`` of the training split is
+    held out (stratified for single-label data). ``max_train_samples`` / ``max_eval_samples``
+    then take subsets (stratified for single-label data). ``cfg.extra_eval_splits`` are
+    encoded the same way and returned in ``extra_evals``.
     """
     defaults = dataset_defaults(cfg.dataset, cfg.config_name)
     text_column = cfg.text_column or defaults.text_column
     label_column = cfg.label_column or defaults.label_column
     eval_split = cfg.eval_split or defaults.eval_split
-    if eval_split and (cfg.dataset == EMBEDDED or looks_like_path(cfg.dataset)):
-        raise UserError(f"data.eval_split={eval_split!r} needs a Hub dataset; {cfg.dataset!r} is one file set, so "
-                        "leave eval_split unset and a stratified data.eval_fraction is held out")
+    pair_column = cfg.text_pair_column
+    if pair_column is None and not cfg.text_column:
+        pair_column = defaults.text_pair_column
+    columns = (text_column, pair_column, label_column)
+    local = cfg.dataset == EMBEDDED or looks_like_path(cfg.dataset)
+    for split in ([eval_split] if eval_split else []) + list(cfg.extra_eval_splits):
+        if local:
+            raise UserError(f"data.eval_split / extra_eval_splits ({split!r}) need a Hub dataset; {cfg.dataset!r} is "
+                            "one file set, so leave them unset and data.eval_fraction is held out")
     label_names = list(cfg.label_names) if cfg.label_names is not None else None
 
-    raw_train = _read_split(cfg, cfg.train_split)
-    train, names = encode_labels(raw_train, text_column, label_column, cfg.dataset, label_names)
-    if len(names) < 2:
+    train, names = _encode(cfg, _read_split(cfg, cfg.train_split), columns, cfg.dataset, label_names, None)
+    if cfg.task == "single_label" and len(names) < 2:
         raise UserError(f"{cfg.dataset} has only one class ({names[0]!r}); classification needs at least 2")
+    stratified = cfg.task == "single_label"
+
+    def encoded_split(split: str) -> Any:
+        return _encode(cfg, _read_split(cfg, split), columns, f"{cfg.dataset} [{split}]", label_names, names)[0]
+
     if eval_split:
-        raw_eval = _read_split(cfg, eval_split)
-        eval_set, _ = encode_labels(raw_eval, text_column, label_column, f"{cfg.dataset} [{eval_split}]",
-                                    label_names, known_names=names)
+        eval_set = encoded_split(eval_split)
         eval_source = eval_split
     else:
-        train, eval_set = stratified_split(train, cfg.eval_fraction, seed)
+        train, eval_set = (stratified_split if stratified else random_split)(train, cfg.eval_fraction, seed)
         eval_source = f"held-out {cfg.eval_fraction:g} of {cfg.train_split}"
+    subset = stratified_subset if stratified else random_subset
     total_train = len(train)
-    train = stratified_subset(train, cfg.max_train_samples, seed)
-    eval_set = stratified_subset(eval_set, cfg.max_eval_samples, seed)
+    train = subset(train, cfg.max_train_samples, seed)
+    eval_set = subset(eval_set, cfg.max_eval_samples, seed)
+    extra = {split: subset(encoded_split(split), cfg.max_eval_samples, seed) for split in cfg.extra_eval_splits}
     stats = {"train_examples": len(train), "eval_examples": len(eval_set), "train_available": total_train,
-             "train_per_class": class_counts(train), "eval_per_class": class_counts(eval_set)}
-    return LabelledSplits(train=train, eval=eval_set, label_names=names, eval_source=eval_source, stats=stats)
+             "train_per_class": label_stats(train, cfg.task, names),
+             "eval_per_class": label_stats(eval_set, cfg.task, names)}
+    return LabelledSplits(train=train, eval=eval_set, label_names=names, eval_source=eval_source, stats=stats,
+                          extra_evals=extra)
 
 
 def tokenize_labelled(dataset: Any, tokenizer: Any, max_length: int) -> Any:
     """Tokenize ``text`` (truncated, unpadded); keeps ``label`` and adds ``length`` (tokens per example)."""
+    pairs = "text_pair" in dataset.column_names
 
     def encode(batch: dict[str, list]) -> dict[str, list]:
-        out = tokenizer(batch["text"], truncation=True, max_length=max_length)
+        # pairs: cut the longer text first, so a short hypothesis survives a long premise
+        out = tokenizer(batch["text"], batch["text_pair"] if pairs else None, max_length=max_length,
+                        truncation="longest_first" if pairs else True)
         out["length"] = [len(ids) for ids in out["input_ids"]]
         return out
 
-    return dataset.map(encode, batched=True, remove_columns=["text"], desc="tokenizing")
+    return dataset.map(encode, batched=True, remove_columns=["text", "text_pair"] if pairs else ["text"],
+                       desc="tokenizing")
 
 
 class LengthGroupedBatchSampler:

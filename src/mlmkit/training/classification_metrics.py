@@ -220,3 +220,85 @@ def majority_baseline(train_labels: Sequence[int], references: Sequence[int],
     f1 = F1(keep_in_memory=True).compute(predictions=constant, references=list(map(int, references)),
                                          num_labels=len(label_names))
     return {"label": label_names[majority], "accuracy": accuracy["accuracy"], "macro_f1": f1["f1"]}
+
+
+#: decision thresholds tried when a multi-label threshold is tuned on the evaluation split
+THRESHOLD_GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))
+
+
+class MultiLabelReport(evaluate.Metric):
+    """Multi-label scores from multi-hot rows: micro/macro F1, exact-match accuracy and per-label scores."""
+
+    def _info(self) -> evaluate.MetricInfo:
+        return evaluate.MetricInfo(
+            description="Multi-label classification: every label is a binary decision; micro-F1 pools all "
+                        "decisions, macro-F1 averages the F1 of each label.",
+            citation="",
+            inputs_description="Args:\n    predictions (`list` of `list` of `int`): predicted multi-hot rows.\n"
+                               "    references (`list` of `list` of `int`): true multi-hot rows.\n"
+                               "    label_names (`list` of `str`, optional): names for 'per_class'.\n",
+            features=datasets.Features({"predictions": datasets.Sequence(datasets.Value("int8")),
+                                        "references": datasets.Sequence(datasets.Value("int8"))}),
+            format="numpy",
+        )
+
+    def _compute(self, predictions: Any = None, references: Any = None,
+                 label_names: Sequence[str] | None = None) -> dict[str, Any]:
+        preds = np.asarray(predictions, dtype=bool)
+        refs = np.asarray(references, dtype=bool)
+        if preds.shape != refs.shape or preds.ndim != 2:
+            raise ValueError(f"predictions {preds.shape} and references {refs.shape} must be equal (rows, labels)")
+        true_positive = (preds & refs).sum(axis=0)
+        predicted, support = preds.sum(axis=0), refs.sum(axis=0)
+        precision = _safe_ratio(true_positive, predicted)
+        recall = _safe_ratio(true_positive, support)
+        f1 = _safe_ratio(2 * precision * recall, precision + recall)
+        micro_p = _safe_ratio(true_positive.sum(keepdims=True), predicted.sum(keepdims=True))[0]
+        micro_r = _safe_ratio(true_positive.sum(keepdims=True), support.sum(keepdims=True))[0]
+        micro_f1 = 2 * micro_p * micro_r / (micro_p + micro_r) if micro_p + micro_r else 0.0
+        names = list(label_names) if label_names is not None else [str(i) for i in range(preds.shape[1])]
+        return {
+            "micro_f1": float(micro_f1), "micro_precision": float(micro_p), "micro_recall": float(micro_r),
+            "macro_f1": float(f1.mean()) if f1.size else 0.0,
+            "exact_match": float((preds == refs).all(axis=1).mean()) if len(refs) else 0.0,
+            "num_examples": int(len(refs)),
+            "per_class": [{"label": name, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+                          for name, p, r, f, s in zip(names, precision, recall, f1, support, strict=True)],
+        }
+
+
+def multi_label_report(probabilities: np.ndarray, references: np.ndarray, label_names: Sequence[str],
+                       threshold: float | None = None) -> dict[str, Any]:
+    """:class:`MultiLabelReport` at a fixed ``threshold``, or at the grid threshold with the best micro-F1.
+
+    Args:
+        probabilities: ``(examples, labels)`` sigmoid outputs.
+        references: ``(examples, labels)`` multi-hot truth.
+        label_names: Label names.
+        threshold: Decide "label present" when the probability is at least this; None tunes it over
+            :data:`THRESHOLD_GRID` on these very examples (ties: the lower threshold).
+
+    Returns:
+        The report plus ``threshold`` and ``threshold_tuned``.
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    refs = np.asarray(references).astype(np.int8).tolist()
+    metric = MultiLabelReport(keep_in_memory=True)
+
+    def at(cut: float) -> dict[str, Any]:
+        return metric.compute(predictions=(probabilities >= cut).astype(np.int8).tolist(), references=refs,
+                              label_names=list(label_names))
+
+    if threshold is not None:
+        return {**at(threshold), "threshold": float(threshold), "threshold_tuned": False}
+    # micro-F1 of every grid point straight from counts; the full report only at the winner
+    truth = np.asarray(references, dtype=bool)
+    best, best_f1 = THRESHOLD_GRID[0], -1.0
+    for cut in THRESHOLD_GRID:
+        decided = probabilities >= cut
+        tp = float((decided & truth).sum())
+        denominator = float(decided.sum() + truth.sum())
+        f1 = 2 * tp / denominator if denominator else 0.0
+        if f1 > best_f1:
+            best, best_f1 = cut, f1
+    return {**at(best), "threshold": best, "threshold_tuned": True}
