@@ -26,7 +26,6 @@ from mlmkit.cli.push import push_command
 from mlmkit.cli.score import score_command
 
 
-
 class OneLineErrors(TyperGroup):
     """The top-level group: a command line Click cannot parse ends in one ``error:`` line, exit 2.
 

@@ -33,10 +33,11 @@ def user_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from mlmkit.errors import UserError
+        from mlmkit.training.run_dir import restores_replaced_output
         from mlmkit.training.stopping import TrainingInterrupted
 
-        try:
-            return fn(*args, **kwargs)
+        try:  # an output directory the failed command emptied (overwrite) gets its old files back
+            return restores_replaced_output(fn)(*args, **kwargs)
         except TrainingInterrupted as exc:
             err_console.print(f"[bold yellow]{exc}[/]", highlight=False, soft_wrap=True)
             raise typer.Exit(128 + exc.signal_number) from None

@@ -19,10 +19,9 @@ from rich.console import Console
 
 from mlmkit.config.loading import config_to_yaml, validate_config
 from mlmkit.config.schema import PretrainConfig
-from mlmkit.data.cache import prepared_corpus
-from mlmkit.data.packing import pack_blocks, split_eval, tokenize_corpus
+from mlmkit.data.cache import prepared_corpus, streamed_blocks
+from mlmkit.data.packing import split_eval
 from mlmkit.data.sampler import EpochShuffleSampler
-from mlmkit.data.sources import load_text_corpus
 from mlmkit.errors import UserError
 from mlmkit.masking.collator import MaskingCollator, predicts_nothing, step_seed
 from mlmkit.masking.registry import build_strategy
@@ -44,7 +43,12 @@ from mlmkit.training.mlm_eval import evaluate_mlm, fixed_eval_batches, most_freq
 from mlmkit.training.model_card import finish_run
 from mlmkit.training.optim import build_lr_scheduler, build_optimizer
 from mlmkit.training.progress import training_progress
-from mlmkit.training.run_dir import prepare_output_dir, save_pretrained_atomic, write_text_atomic
+from mlmkit.training.run_dir import (
+    prepare_output_dir,
+    restores_replaced_output,
+    save_pretrained_atomic,
+    write_text_atomic,
+)
 from mlmkit.training.stopping import StopSignals, TrainingInterrupted, parse_duration
 from mlmkit.training.tracking import open_metrics_log, reporting_options
 
@@ -81,10 +85,7 @@ def build_pretrain_data(cfg: PretrainConfig, tokenizer: Any, strategy: Any,
     if cfg.data.streaming:
         import datasets
 
-        texts = load_text_corpus(cfg.data.source, cfg.data.text_column, cfg.data.split, cfg.data.config_name,
-                                 cfg.data.max_documents, streaming=True)
-        tokenized = tokenize_corpus(texts, tokenizer, strategy, num_proc=cfg.data.num_proc)
-        blocks = pack_blocks(tokenized, cfg.data.max_seq_length, strategy.group_features, num_proc=cfg.data.num_proc)
+        blocks = streamed_blocks(cfg.data, tokenizer, strategy, notify)  # a matching prepared corpus, else raw text
         held_out = list(blocks.take(cfg.data.eval_max_blocks))
         if not held_out:
             raise UserError(f"the corpus {cfg.data.source!r} gives no blocks")
@@ -102,6 +103,7 @@ def build_pretrain_data(cfg: PretrainConfig, tokenizer: Any, strategy: Any,
     return train_blocks, eval_blocks, stats
 
 
+@restores_replaced_output
 def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainResult:
     """Run MLM pre-training as configured and return the before/after metrics."""
     from accelerate.utils import DistributedType, set_seed
