@@ -298,7 +298,8 @@ CASES = {
     "pretrain-unknown-option": (PRETRAIN + ["--bogus"], "No such option: --bogus (see 'mlmkit pretrain --help')"),
     "finetune-epochs-text": (FINETUNE + ["--epochs", "many"], "Invalid value for '--epochs'"),
     "unknown-command": (["pretrian"], "No such command 'pretrian'"),
-    "unknown-subcommand": (["finetune", "sentimnet"], "No such command 'sentimnet'. Did you mean 'sentiment'? (see 'mlmkit finetune --help')"),
+    "unknown-subcommand": (["finetune", "sentimnet"],
+                           "No such command 'sentimnet'. Did you mean 'sentiment'? (see 'mlmkit finetune --help')"),
     "score-missing-option-value": (["score", "a text", "--model"], "Option '--model' requires an argument"),
 }
 
