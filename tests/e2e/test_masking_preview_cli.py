@@ -29,6 +29,7 @@ def test_ls_lists_every_strategy_with_parameters_and_papers():
     rows = {row["name"]: row for row in _json(runner.invoke(app, ["masking", "ls", "--json"]))}
     assert set(_BUILTINS) <= set(rows)
     assert rows["span"]["parameters"] == {"ratio": 0.15, "mask_replace_prob": 0.8, "random_replace_prob": 0.1,
+                                          "language": "en", "segmenter": "auto",
                                           "geometric_p": 0.2, "min_span": 1, "max_span": 10}
     assert rows["token_weighted"]["parameters"]["weights_file"] is None
     assert rows["content_word"]["parameters"]["function_weight"] == 0.25

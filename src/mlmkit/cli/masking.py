@@ -128,6 +128,7 @@ def _render_stats(stats: dict[str, Any], source: str) -> None:
         ("content words among predicted tokens", f"{stats['content_share_predicted']:.3f}"),
         ("function words among predicted tokens", f"{stats['function_share_predicted']:.3f}"),
         ("content words in the corpus", f"{stats['content_share_corpus']:.3f}"),
+        (f"function words in the corpus ({stats['language']})", f"{stats['function_share_corpus']:.3f}"),
     ]
     for row in rows:
         table.add_row(*row)

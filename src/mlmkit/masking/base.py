@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 import torch
 
-IGNORE_INDEX = -100
+from mlmkit.modeling.sparse_head import IGNORE_INDEX
 
 
 @dataclass
@@ -203,3 +203,89 @@ class MaskingStrategy:
                     continue
                 params[p.name] = p.default
         return params
+
+
+class WordMaskingStrategy(MaskingStrategy):
+    """Base class of the strategies that predict words: they read the corpus language and segment words.
+
+    With a segmenter (scripts without spaces: ``zh`` gets jieba, ``ja`` and ``th`` spaCy's
+    tokenizer; or ``masking.segmenter`` set), the segmented word of every token replaces the
+    tokenizer's ``word_ids`` once, at data preparation, and is cached with the prepared
+    corpus; ``language`` and ``segmenter`` are then part of the cache key. Otherwise words
+    are the tokenizer's, as before. See :mod:`mlmkit.masking.language` and
+    :mod:`mlmkit.masking.segmentation`.
+
+    Args:
+        language: ISO 639 code of the corpus (``en``, ``fr``, ``zh``...) or ``auto`` (detected
+            from a sample of the corpus when it is prepared).
+        segmenter: ``auto`` (the language's default), ``tokenizer`` (no segmentation),
+            ``jieba``, ``spacy``, or ``package.module:function`` returning word spans.
+    """
+
+    def __init__(self, language: str = "en", segmenter: str = "auto", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        from mlmkit.masking.language import AUTO, normalize_language
+        from mlmkit.masking.segmentation import TOKENIZER, check_segmenter, resolve_segmenter
+
+        self.language = normalize_language(language)
+        self.segmenter = resolve_segmenter(segmenter, self.language) if self.language != AUTO else str(segmenter)
+        if self.language != AUTO:
+            check_segmenter(self.segmenter, self.language)
+        self._detected: str | None = None
+        self._segment: Any = None
+        # segmented words travel as the word_ids feature; with auto, until the language is known, they may
+        segments = self.language == AUTO or self.segmenter != TOKENIZER
+        self.features = tuple(dict.fromkeys((*type(self).features, *(("word_ids",) if segments else ()))))
+
+    @property
+    def resolved_language(self) -> str:
+        """The language code in use: ``language``, or what ``auto`` detected (``en`` until it has seen text)."""
+        from mlmkit.masking.language import AUTO, DEFAULT_LANGUAGE
+
+        if self.language != AUTO:
+            return self.language
+        return self._detected or DEFAULT_LANGUAGE
+
+    @property
+    def resolved_segmenter(self) -> str:
+        """The segmenter name in use (``tokenizer`` for none)."""
+        from mlmkit.masking.segmentation import resolve_segmenter
+
+        return self.segmenter if self.language != "auto" else resolve_segmenter(self.segmenter, self.resolved_language)
+
+    def detect_language(self, texts: list[str]) -> str:
+        """Settle ``language=auto`` from a sample of the corpus (once; later calls keep the first answer)."""
+        from mlmkit.masking.language import AUTO, detect_language
+        from mlmkit.masking.segmentation import check_segmenter
+
+        if self.language == AUTO and self._detected is None:
+            self._detected = detect_language(texts)
+            self.on_language(self._detected)
+            check_segmenter(self.resolved_segmenter, self._detected)
+        return self.resolved_language
+
+    def on_language(self, language: str) -> None:
+        """Hook for subclasses: ``auto`` has just been resolved to ``language``."""
+
+    def word_ids(self, texts: list[str], encodings: Any) -> list[list[int]]:
+        """The word of every token of a tokenized batch: segmented words, or the tokenizer's (-1 on special tokens)."""
+        from mlmkit.masking.segmentation import TOKENIZER, load_segmenter, segmented_word_ids
+
+        self.detect_language(texts)
+        if self.resolved_segmenter == TOKENIZER:
+            return [[-1 if w is None else int(w) for w in encodings.word_ids(i)] for i in range(len(texts))]
+        if self._segment is None:
+            self._segment = load_segmenter(self.resolved_segmenter, self.resolved_language)
+        return segmented_word_ids(self._segment, texts, encodings)
+
+    def token_features(self, texts: list[str], encodings: Any) -> dict[str, list[list[int]]]:
+        """``word_ids`` from the segmenter when this strategy segments; nothing otherwise."""
+        if "word_ids" not in self.features:
+            return {}
+        return {"word_ids": self.word_ids(texts, encodings)}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # segmenters hold dictionaries and pipelines: rebuilt where needed (a tokenization worker) instead
+        state = dict(self.__dict__)
+        state["_segment"] = None
+        return state

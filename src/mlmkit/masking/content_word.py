@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-from mlmkit.masking.base import MaskingStrategy, Selection
+from mlmkit.errors import UserError
+from mlmkit.masking.base import Selection, WordMaskingStrategy
 from mlmkit.masking.units import candidate_mask, select_units, word_unit_ids
 
 #: Per-token feature: 1 inside a content word, 0 inside a function word, -1 on special / padding tokens.
@@ -58,14 +59,35 @@ def _word_key(word: str) -> str:
     return word[start:end]
 
 
-def load_word_list(spec: str | Sequence[str] | None) -> frozenset[str]:
-    """Resolve ``function_words``: None (built-in English list), a file (one word a line), or words.
+def function_words_for(language: str) -> frozenset[str]:
+    """The closed-class words of ``language``: the built-in list for ``en``, spaCy's stop words otherwise.
+
+    spaCy's ``spacy.lang.<code>.stop_words`` are plain word lists (no model download); they
+    are normalised as words are matched (lower case, surrounding punctuation removed).
+
+    Raises:
+        UserError: when spaCy is missing or has no stop words for ``language``.
+    """
+    from mlmkit.masking.language import spacy_stop_words
+
+    if language == "en":
+        return ENGLISH_FUNCTION_WORDS
+    words = spacy_stop_words(language)
+    if words is None:
+        raise UserError(f"no function-word list for masking.language={language}: content_word takes it from "
+                        f"spaCy's stop words (`pip install spacy`), which have none for this language; give one "
+                        f"with masking.function_words=PATH (one word a line)")
+    return frozenset(k for k in (_word_key(w) for w in words) if k)
+
+
+def load_word_list(spec: str | Sequence[str] | None, language: str = "en") -> frozenset[str]:
+    """Resolve ``function_words``: None (the list of ``language``), a file (one word a line), or words.
 
     Raises:
         ValueError: when a path-like string names no file.
     """
     if spec is None:
-        return ENGLISH_FUNCTION_WORDS
+        return function_words_for(language)
     if isinstance(spec, str):
         path = Path(spec).expanduser()
         if not path.is_file():
@@ -90,20 +112,26 @@ def content_word_feature(
     function_words: frozenset[str],
     punctuation_is_function: bool = True,
     tokenizer: Any = None,
+    word_ids: list[list[int]] | None = None,
 ) -> list[list[int]]:
     """Label every token 1 (content word), 0 (function word) or -1 (special token), per document.
 
     A word's text is the span of the original document its tokens cover (from the fast
     tokenizer's offsets), so matching does not depend on the sub-word scheme. Without
-    offsets (slow tokenizers) the word is rebuilt from its token strings.
+    offsets (slow tokenizers) the word is rebuilt from its token strings. ``word_ids``
+    (one list per document, -1 on special tokens) replaces the tokenizer's words, e.g.
+    with segmented ones (:mod:`mlmkit.masking.segmentation`).
     """
     offsets_all = encodings.get("offset_mapping") if hasattr(encodings, "get") else None
     out: list[list[int]] = []
     for index, text in enumerate(texts):
-        try:
-            words = encodings.word_ids(index)
-        except (ValueError, AttributeError):
-            words = None
+        if word_ids is not None:
+            words = [None if w < 0 else w for w in word_ids[index]]
+        else:
+            try:
+                words = encodings.word_ids(index)
+            except (ValueError, AttributeError):
+                words = None
         ids = encodings["input_ids"][index]
         if words is None:  # slow tokenizer: every ordinary token is its own word
             special = set(tokenizer.all_special_ids) if tokenizer is not None else set()
@@ -128,13 +156,16 @@ def content_word_feature(
     return out
 
 
-class ContentWordMasking(MaskingStrategy):
+class ContentWordMasking(WordMaskingStrategy):
     """Whole-word masking that picks content words more often than function words.
 
     Each word is labelled once, at data preparation, as a function word (in a closed-class
     list; by default a built-in English list of determiners, pronouns, prepositions,
     conjunctions, auxiliaries and contraction pieces; punctuation counts as function) or a
     content word, and the label travels with the tokens as the ``content_word`` feature.
+    The list follows ``masking.language``: the built-in English list for ``en``, spaCy's
+    stop words (``spacy.lang.<code>.stop_words``) for the other languages spaCy covers;
+    words are the segmented ones for scripts without spaces (jieba for Chinese).
     At masking time words are drawn without replacement with probability proportional
     to their class weight until ``ratio`` of the tokens are predicted; the mask / random /
     keep decision is made per word. It needs no tagger: the function-word list is all.
@@ -142,9 +173,12 @@ class ContentWordMasking(MaskingStrategy):
     Args:
         content_weight: Relative weight of content words.
         function_weight: Relative weight of function words (0 never masks them while content words remain).
-        function_words: The closed-class list: None for the built-in English one, a path
-            to a text file with one word a line (``#`` starts a comment), or a list of words.
+        function_words: The closed-class list: None for the language's (the built-in English
+            one for ``en``, spaCy's stop words otherwise), a path to a text file with one word a
+            line (``#`` starts a comment), or a list of words.
         punctuation_is_function: Treat words without letters or digits as function words.
+        language: ISO 639 code of the corpus or ``auto`` (see :class:`WordMaskingStrategy`).
+        segmenter: Word segmenter (see :class:`WordMaskingStrategy`).
     """
 
     name = "content_word"
@@ -165,13 +199,31 @@ class ContentWordMasking(MaskingStrategy):
             raise ValueError("masking.content_weight must be > 0 and masking.function_weight >= 0")
         self.content_weight = float(content_weight)
         self.function_weight = float(function_weight)
-        self.function_words = load_word_list(function_words)
+        # with language=auto and no list given, the list is settled once the language is detected
+        deferred = function_words is None and self.language == "auto"
+        self.function_words = None if deferred else load_word_list(function_words, self.language)
+        self._auto_function_words: frozenset[str] | None = None
         self.punctuation_is_function = bool(punctuation_is_function)
 
+    def on_language(self, language: str) -> None:
+        if self.function_words is None:
+            self._auto_function_words = function_words_for(language)
+
+    @property
+    def function_word_set(self) -> frozenset[str]:
+        """The closed-class words in use (for ``auto``, those of the detected language)."""
+        if self.function_words is not None:
+            return self.function_words
+        return self._auto_function_words or function_words_for(self.resolved_language)
+
     def token_features(self, texts: list[str], encodings: Any) -> dict[str, list[list[int]]]:
-        labels = content_word_feature(texts, encodings, self.function_words, self.punctuation_is_function,
-                                      self.tokenizer)
-        return {CONTENT_FEATURE: labels}
+        words = self.word_ids(texts, encodings) if "word_ids" in self.features else None
+        labels = content_word_feature(texts, encodings, self.function_word_set, self.punctuation_is_function,
+                                      self.tokenizer, word_ids=words)
+        out = {CONTENT_FEATURE: labels}
+        if words is not None:
+            out["word_ids"] = words
+        return out
 
     def select(self, batch: dict[str, torch.Tensor], ratio: float, generator: torch.Generator) -> Selection:
         if CONTENT_FEATURE not in batch:

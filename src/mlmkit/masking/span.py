@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from mlmkit.masking.base import MaskingStrategy, Selection
+from mlmkit.masking.base import Selection, WordMaskingStrategy
 from mlmkit.masking.units import candidate_mask, token_budget, unit_selection, word_unit_ids
 
 
@@ -48,7 +48,7 @@ def truncated_geometric_mean(p: float, min_span: int, max_span: int) -> float:
     return sum(k * w for k, w in zip(ks, weights, strict=True)) / sum(weights)
 
 
-class SpanMasking(MaskingStrategy):
+class SpanMasking(WordMaskingStrategy):
     """Mask contiguous spans of whole words with geometric lengths, until ``ratio`` of the tokens are predicted.
 
     As in SpanBERT, span lengths are counted in words and drawn from a geometric
@@ -87,6 +87,9 @@ class SpanMasking(MaskingStrategy):
         geometric_p: Parameter p of the geometric span-length distribution, in (0, 1].
         min_span: Shortest span, in words.
         max_span: Longest span, in words (lengths above are excluded and the rest renormalised).
+        language: ISO 639 code of the corpus or ``auto``; scripts without spaces get segmented
+            words (see :class:`~mlmkit.masking.base.WordMaskingStrategy`).
+        segmenter: Word segmenter (``auto``, ``tokenizer``, ``jieba``, ``spacy`` or ``module:function``).
     """
 
     name = "span"

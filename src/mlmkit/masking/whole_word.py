@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from mlmkit.masking.base import MaskingStrategy, Selection
+from mlmkit.masking.base import Selection, WordMaskingStrategy
 from mlmkit.masking.units import candidate_mask, select_units, word_unit_ids
 
 
-class WholeWordMasking(MaskingStrategy):
+class WholeWordMasking(WordMaskingStrategy):
     """Predict whole words until ``ratio`` of the tokens are predicted; corruption decided per word.
 
     Words come from the fast tokenizer's word ids (kept with the tokens when the corpus
@@ -19,8 +19,12 @@ class WholeWordMasking(MaskingStrategy):
     a word is either entirely masked, entirely replaced by random tokens, or kept.
     Time and memory grow linearly with the sequence length (one sort per row).
 
-    The parameters are those of :class:`~mlmkit.masking.base.MaskingStrategy`: ``ratio``,
-    ``mask_replace_prob`` and ``random_replace_prob``.
+    For scripts written without spaces, words come from a segmenter instead
+    (``masking.language: zh`` segments with jieba), aligned to the sub-tokens at data
+    preparation: a Chinese whole word is then a jieba word, not a single character.
+
+    The parameters are those of :class:`~mlmkit.masking.base.WordMaskingStrategy`:
+    ``language``, ``segmenter``, ``ratio``, ``mask_replace_prob`` and ``random_replace_prob``.
     """
 
     name = "whole_word"

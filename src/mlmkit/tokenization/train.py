@@ -11,11 +11,30 @@ tokens of the chosen model family:
 The requested vocabulary size is rounded up to a multiple of 64 by default: embedding
 and output matrices whose row count is a multiple of 64 suit GPU matrix units. A corpus
 too small to support that many tokens gives a smaller vocabulary; callers report it.
+
+Scripts other than Latin, Greek and Cyrillic (Chinese, Japanese, Korean, Thai, Indic,
+Arabic...): the first batch of the corpus decides (:func:`corpus_script`). Accent stripping
+(Unicode decomposition, then dropping combining marks) would destroy letters there
+(Hangul syllables fall apart into jamo, Japanese が loses its voicing mark, Devanagari and
+Thai lose their vowel signs), so it is off unless asked for; lowercasing is harmless (these
+scripts have no case). For Han, kana and Hangul the WordPiece alphabet may take up to half
+the vocabulary (:data:`CJK_ALPHABET_SHARE`) instead of BERT's 1,000 characters, so common
+characters do not become ``[UNK]``. How the three types cut unsegmented text:
+
+* ``wordpiece``: BERT's pre-tokenizer makes every CJK character a word of its own (as
+  Google's Chinese BERT does); words are then recovered by a segmenter when masking
+  (``masking.language=zh``).
+* ``unigram``: spaces only split, so a run of Chinese is one piece of text within which
+  Unigram learns multi-character pieces (the SentencePiece setting of XLM-R and mT5,
+  the usual choice for CJK); lossless up to NFKC (full-width punctuation becomes ASCII).
+* ``bpe``: byte-level, so no character is ever unknown; a CJK character is three bytes
+  that merges usually rebuild; lossless up to NFKC as well.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -29,6 +48,13 @@ TOKENIZER_TYPES = ("wordpiece", "bpe", "unigram")
 RUN_TOKENIZER_DIR = "tokenizer"
 #: documents handed to the trainer per batch (also the progress-bar granularity)
 FEED_BATCH = 1000
+#: scripts with letter case, where BERT-style accent stripping keeps the letters readable
+CASED_SCRIPTS = frozenset({"latin", "greek", "cyrillic", "armenian", "georgian"})
+#: scripts with thousands of characters: the WordPiece alphabet may take this share of the vocabulary
+CJK_SCRIPTS = frozenset({"han", "kana", "hangul"})
+CJK_ALPHABET_SHARE = 0.5
+#: BERT's WordPiece alphabet limit, for other scripts
+DEFAULT_ALPHABET = 1000
 
 
 @dataclass(frozen=True)
@@ -127,8 +153,16 @@ def _normalizer(kind: str, lowercase: bool, strip_accents: bool):
     return normalizers.Sequence(steps)
 
 
+def corpus_script(texts: Iterable[str]) -> str | None:
+    """The script of most letters of ``texts`` (see :mod:`mlmkit.masking.language`); None without letters."""
+    from mlmkit.masking.language import script_counts
+
+    counts = script_counts(texts)
+    return counts.most_common(1)[0][0] if counts else None
+
+
 def _build_backend(kind: str, family: SpecialTokens, vocab_size: int, lowercase: bool, strip_accents: bool,
-                   min_frequency: int):
+                   min_frequency: int, limit_alphabet: int = DEFAULT_ALPHABET):
     """An untrained ``tokenizers.Tokenizer`` plus its trainer."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -139,7 +173,8 @@ def _build_backend(kind: str, family: SpecialTokens, vocab_size: int, lowercase:
         backend.decoder = decoders.WordPiece()
         # tweets and web text carry thousands of rare symbols; 1000 initial characters is BERT's choice
         trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                            special_tokens=specials, limit_alphabet=1000, show_progress=False)
+                                            special_tokens=specials, limit_alphabet=limit_alphabet,
+                                            show_progress=False)
     elif kind == "bpe":
         # byte-level: every string is representable, so no unknown token is ever produced
         backend = Tokenizer(models.BPE())
@@ -219,7 +254,8 @@ def train_tokenizer(
         vocab_size: Requested vocabulary size, special tokens included.
         family: ``bert`` or ``roberta``: which special tokens and templates to use.
         lowercase: Lowercase the text; None lowercases for ``bert`` and keeps case for ``roberta``.
-        strip_accents: Remove accents; None follows ``lowercase`` (BERT's convention).
+        strip_accents: Remove accents; None follows ``lowercase`` (BERT's convention) for Latin,
+            Greek and Cyrillic text, and is off for other scripts, where it would break letters.
         min_frequency: Pairs (BPE) / pieces (WordPiece) seen fewer times are not merged.
         round_to: Round ``vocab_size`` up to a multiple of this; 1 keeps it.
         model_max_length: Maximum sequence length stored with the tokenizer.
@@ -232,19 +268,23 @@ def train_tokenizer(
     """
     from transformers import PreTrainedTokenizerFast
 
-    from mlmkit.training.progress import training_progress
+    from mlmkit.io.progress import training_progress
 
     kind = check_choice(kind, TOKENIZER_TYPES, "tokenizer type")
     family = check_choice(family, tuple(FAMILIES), "tokenizer family")
     specials = FAMILIES[family]
     lowercase = (family == "bert") if lowercase is None else lowercase
-    strip_accents = lowercase if strip_accents is None else strip_accents
     target = round_vocab_size(vocab_size, round_to)
     if target <= len(specials.order):
         raise UserError(f"vocabulary size {vocab_size} leaves no room beyond the {len(specials.order)} special tokens")
-    backend, trainer = _build_backend(kind, specials, target, lowercase, strip_accents, min_frequency)
-
-    batches = texts if batched else _batched(texts, FEED_BATCH)
+    batches = iter(texts if batched else _batched(texts, FEED_BATCH))
+    first = next(batches, [])
+    batches = itertools.chain([first], batches)
+    script = corpus_script(first)
+    if strip_accents is None:
+        strip_accents = lowercase and (script is None or script in CASED_SCRIPTS)
+    alphabet = max(DEFAULT_ALPHABET, int(target * CJK_ALPHABET_SHARE)) if script in CJK_SCRIPTS else DEFAULT_ALPHABET
+    backend, trainer = _build_backend(kind, specials, target, lowercase, strip_accents, min_frequency, alphabet)
     documents = 0
 
     def counted() -> Iterator[list[str]]:
@@ -321,7 +361,7 @@ def train_tokenizer_on_corpus(
         console: Rich console for progress; None trains silently.
         **options: Passed to :func:`train_tokenizer` (``kind``, ``vocab_size``, ``family``, ...).
     """
-    from mlmkit.training.run_dir import prepare_output_dir
+    from mlmkit.io.outputs import prepare_output_dir
 
     # fail before reading a large corpus
     if "kind" in options:
