@@ -38,6 +38,8 @@ def tokenize_corpus(dataset, tokenizer, strategy=None, num_proc: int | None = No
 
     special_ids = set(tokenizer.all_special_ids)
     wants_offsets = bool(strategy is not None and strategy.features)
+    if callable(getattr(strategy, "detect_language", None)):  # masking.language=auto: settle it on a sample, once
+        strategy.detect_language(corpus_sample(dataset))
 
     def encode(batch: dict[str, list]) -> dict[str, list]:
         encodings = tokenizer(
@@ -57,6 +59,15 @@ def tokenize_corpus(dataset, tokenizer, strategy=None, num_proc: int | None = No
         return _map(dataset, encode, remove_columns=dataset.column_names, num_proc=num_proc, desc="tokenizing")
     finally:
         hf_logging.set_verbosity(verbosity)
+
+
+def corpus_sample(dataset, documents: int = 200) -> list[str]:
+    """The first ``documents`` texts of a (map-style or streamed) dataset with a ``text`` column."""
+    import datasets
+
+    if isinstance(dataset, datasets.IterableDataset):
+        return [row["text"] for row in dataset.take(documents)]
+    return list(dataset[:documents]["text"])
 
 
 def _map(dataset, fn, num_proc=None, desc=None, **kwargs):
