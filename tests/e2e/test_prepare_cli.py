@@ -62,7 +62,6 @@ def test_prepare_then_pretrain_equals_pretrain_alone_and_resume_does_not_prepare
 
 
 @pytest.mark.parametrize("extra, fragment", [
-    (["data.streaming=true"], "nothing to prepare"),
     (["data.cache=false"], "data.cache is false"),
     (["data.source=wikitext"], "Hub dataset"),
 ])

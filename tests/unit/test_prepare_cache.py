@@ -160,11 +160,12 @@ def test_list_and_clear(corpus_path, tmp_path, wordpiece_tokenizer):
     assert cache.list_prepared(data.cache_dir) == []
 
 
-def test_hub_datasets_and_streams_are_not_cached(wordpiece_tokenizer, tmp_path):
+def test_hub_datasets_are_not_cached_and_a_stream_finds_the_map_style_key(wordpiece_tokenizer, tmp_path):
     hub = PretrainDataConfig(source="wikitext", cache_dir=str(tmp_path))
     assert cache.corpus_fingerprint(hub) is None and cache.prepared_key(hub, wordpiece_tokenizer, None) is None
-    streamed = PretrainDataConfig(streaming=True, cache_dir=str(tmp_path))
-    assert cache.prepared_key(streamed, wordpiece_tokenizer, None) is None
+    streamed = PretrainDataConfig(streaming=True, cache_dir=str(tmp_path), num_proc=3)
+    assert cache.prepared_key(streamed, wordpiece_tokenizer, None) == cache.prepared_key(
+        PretrainDataConfig(cache_dir=str(tmp_path)), wordpiece_tokenizer, None)
 
 
 def test_default_location_is_under_the_hugging_face_cache_home():

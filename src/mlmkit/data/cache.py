@@ -41,6 +41,8 @@ from mlmkit.errors import UserError
 
 MANIFEST = "manifest.json"
 BLOCKS_DIR = "blocks"
+#: intermediate Arrow files (tokenized documents, packed blocks) of a build, removed when it is saved
+WORK_DIR = "work"
 #: bump when the layout or the packing of prepared corpora changes (old directories are then ignored)
 FORMAT = 1
 #: metadata files small enough to hash on every load
@@ -48,6 +50,10 @@ HASHED_SUFFIXES = (".json",)
 #: strategy parameters that act at masking time only (the base class's), never on the features
 MASKING_ONLY = frozenset({"ratio", "mask_replace_prob", "random_replace_prob", "mask_token_id"})
 TEMP_PREFIX = ".tmp-"
+#: shards of a streamed prepared corpus (a power of two: they divide evenly among 1, 2, 4, ... processes)
+STREAM_SHARDS = 32
+#: with data.num_proc unset, one preparation process per this many documents (at most one per core)
+DOCUMENTS_PER_PROCESS = 5000
 #: how many times the preparation ran in this process (tests and benchmarks read it)
 PREPARATIONS = {"count": 0}
 
@@ -165,7 +171,7 @@ def prepared_key(data_cfg: Any, tokenizer: Any, strategy: Any) -> tuple[str, dic
     from mlmkit import __version__
 
     corpus = corpus_fingerprint(data_cfg)
-    if corpus is None or data_cfg.streaming:
+    if corpus is None:
         return None
     description = {"format": FORMAT, "mlmkit": __version__, "corpus": corpus,
                    "tokenizer": tokenizer_fingerprint(tokenizer),
@@ -175,17 +181,40 @@ def prepared_key(data_cfg: Any, tokenizer: Any, strategy: Any) -> tuple[str, dic
     return hashlib.sha256(canonical.encode()).hexdigest()[:20], description
 
 
-def prepare_blocks(data_cfg: Any, tokenizer: Any, strategy: Any) -> tuple[Any, int]:
-    """Load, tokenize (with the strategy's features) and pack a corpus; returns ``(blocks, documents)``."""
+def preparation_processes(num_proc: int | None, documents: int) -> int:
+    """Processes that prepare ``documents`` documents: ``data.num_proc``, else all cores.
+
+    Unset, it is one process per :data:`DOCUMENTS_PER_PROCESS` documents, at most one per core:
+    every worker loads the tokenizer and the strategy's feature extractor (a spaCy pipeline
+    takes seconds), which a small corpus would not pay back. The blocks do not depend on it.
+    """
+    if num_proc:
+        return max(1, min(int(num_proc), documents))
+    return max(1, min(os.cpu_count() or 1, documents // DOCUMENTS_PER_PROCESS))
+
+
+def prepare_blocks(data_cfg: Any, tokenizer: Any, strategy: Any, work_dir: Path | None = None) -> tuple[Any, int]:
+    """Load, tokenize (with the strategy's features) and pack a corpus; returns ``(blocks, documents)``.
+
+    Tokenization (with the strategy's features) and packing each run as a batched ``map`` in
+    :func:`preparation_processes` processes, writing every batch to Arrow files under
+    ``work_dir`` (else the ``datasets`` cache) as it is produced: memory stays bounded by a
+    batch per process, whatever the corpus size.
+    """
     from mlmkit.data.packing import pack_blocks, tokenize_corpus
     from mlmkit.data.sources import load_text_corpus
 
     PREPARATIONS["count"] += 1
     texts = load_text_corpus(data_cfg.source, data_cfg.text_column, data_cfg.split, data_cfg.config_name,
                              data_cfg.max_documents, streaming=False)
-    tokenized = tokenize_corpus(texts, tokenizer, strategy, num_proc=data_cfg.num_proc)
+    processes = preparation_processes(data_cfg.num_proc, len(texts))
+    files = {}
+    if work_dir is not None:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        files = {name: str(work_dir / f"{name}.arrow") for name in ("tokenized", "blocks")}
+    tokenized = tokenize_corpus(texts, tokenizer, strategy, num_proc=processes, cache_file_name=files.get("tokenized"))
     blocks = pack_blocks(tokenized, data_cfg.max_seq_length, tuple(getattr(strategy, "group_features", ())),
-                         num_proc=data_cfg.num_proc)
+                         num_proc=processes, cache_file_name=files.get("blocks"))
     return blocks, len(texts)
 
 
@@ -273,13 +302,12 @@ def _remove(path: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def _write(directory: Path, key: str, description: dict[str, Any], blocks: Any, documents: int,
+def _write(temp: Path, directory: Path, key: str, description: dict[str, Any], blocks: Any, documents: int,
            num_proc: int | None) -> PreparedCorpus:
-    """Save ``blocks`` under a temporary name, write the manifest last, rename into place."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    temp = directory.with_name(f"{TEMP_PREFIX}{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    """Save ``blocks`` into the build folder ``temp``, write the manifest last, rename into place."""
     try:
         blocks.save_to_disk(str(temp / BLOCKS_DIR), num_proc=num_proc if num_proc and num_proc > 1 else None)
+        shutil.rmtree(temp / WORK_DIR, ignore_errors=True)  # intermediate files; ``blocks`` has them mapped already
         manifest = {"key": key, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "documents": documents,
                     "blocks": len(blocks), "tokens": count_tokens(blocks), "description": description,
                     "files": _list_files(temp)}
@@ -325,10 +353,43 @@ def prepared_corpus(data_cfg: Any, tokenizer: Any, strategy: Any,
             return found
         if problem is not None and notify is not None:
             notify(f"prepared corpus {directory} is damaged ({problem}); rebuilding it")
-    blocks, documents = prepare_blocks(data_cfg, tokenizer, strategy)
-    if rebuild and directory.exists():
-        _remove(directory)
-    return _write(directory, key, description, blocks, documents, data_cfg.num_proc)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    temp = directory.with_name(f"{TEMP_PREFIX}{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        blocks, documents = prepare_blocks(data_cfg, tokenizer, strategy, work_dir=temp / WORK_DIR)
+        if rebuild and directory.exists():
+            _remove(directory)
+        return _write(temp, directory, key, description, blocks, documents, data_cfg.num_proc)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)  # a failed build leaves nothing behind
+
+
+def streamed_blocks(data_cfg: Any, tokenizer: Any, strategy: Any, notify: Callable[[str], None] | None = None) -> Any:
+    """The packed blocks of a streamed corpus (``data.streaming``): an ``IterableDataset`` read lazily, in order.
+
+    When a sound prepared corpus matches (``data.cache`` on; built by ``mlmkit prepare`` or an
+    earlier map-style run), its memory-mapped blocks are streamed in :data:`STREAM_SHARDS`
+    shards and nothing is tokenized. Otherwise the corpus is read, tokenized and packed as the
+    stream is consumed. Both give the same blocks in the same order.
+    """
+    from mlmkit.data.packing import pack_blocks, tokenize_corpus
+    from mlmkit.data.sources import load_text_corpus
+
+    keyed = prepared_key(data_cfg, tokenizer, strategy) if data_cfg.cache else None
+    if keyed is not None:
+        directory = resolve_cache_dir(data_cfg.cache_dir) / keyed[0]
+        found, problem = _try_load(directory, keyed[0])
+        if found is not None:
+            if notify is not None:
+                notify(f"data: streaming the prepared corpus in {found.path}")
+            return found.blocks.to_iterable_dataset(num_shards=max(1, min(STREAM_SHARDS, len(found.blocks))))
+        if problem is not None and notify is not None:
+            notify(f"prepared corpus {directory} is damaged ({problem}); streaming the raw corpus instead")
+    texts = load_text_corpus(data_cfg.source, data_cfg.text_column, data_cfg.split, data_cfg.config_name,
+                             data_cfg.max_documents, streaming=True)
+    tokenized = tokenize_corpus(texts, tokenizer, strategy, num_proc=data_cfg.num_proc)
+    return pack_blocks(tokenized, data_cfg.max_seq_length, tuple(getattr(strategy, "group_features", ())),
+                       num_proc=data_cfg.num_proc)
 
 
 @dataclass
@@ -410,9 +471,6 @@ def prepare_for_config(cfg: Any, notify: Callable[[str], None] | None = None, re
     from mlmkit.tokenization.train import needs_trained_tokenizer
 
     data = cfg.data if cfg.data.num_proc or not num_proc else dataclasses.replace(cfg.data, num_proc=num_proc)
-    if data.streaming:
-        raise UserError("a streamed corpus (data.streaming=true) is read lazily by every run; there is nothing to "
-                        "prepare")
     if not data.cache:
         raise UserError("data.cache is false: nothing would be kept on disk; drop the override to prepare")
     if corpus_fingerprint(data) is None:

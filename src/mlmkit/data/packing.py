@@ -32,8 +32,14 @@ def word_ids_of(encodings: Any, index: int, input_ids: list[int], special_ids: s
     return [-1 if t in special_ids else i for i, t in enumerate(input_ids)]
 
 
-def tokenize_corpus(dataset, tokenizer, strategy=None, num_proc: int | None = None):
-    """Tokenize the ``text`` column into ``input_ids``, ``word_ids`` and strategy features."""
+def tokenize_corpus(dataset, tokenizer, strategy=None, num_proc: int | None = None, cache_file_name: str | None = None):
+    """Tokenize the ``text`` column into ``input_ids``, ``word_ids`` and strategy features.
+
+    With ``num_proc`` > 1 the documents are split among that many worker processes, each
+    tokenizing and computing the strategy's features (a spaCy pipeline, for instance) for its
+    share; batches are written to Arrow files as they are produced (``cache_file_name``, else
+    the ``datasets`` cache), so memory does not grow with the corpus.
+    """
     from transformers.utils import logging as hf_logging
 
     special_ids = set(tokenizer.all_special_ids)
@@ -56,7 +62,9 @@ def tokenize_corpus(dataset, tokenizer, strategy=None, num_proc: int | None = No
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # long documents are fine here: they get packed, not truncated
     try:
-        return _map(dataset, encode, remove_columns=dataset.column_names, num_proc=num_proc, desc="tokenizing")
+        # a filtered stream may not know its columns: it has the one ``text`` column of load_text_corpus
+        return _map(dataset, encode, remove_columns=dataset.column_names or ["text"], num_proc=num_proc,
+                    desc="tokenizing", cache_file_name=cache_file_name)
     finally:
         hf_logging.set_verbosity(verbosity)
 
@@ -70,17 +78,22 @@ def corpus_sample(dataset, documents: int = 200) -> list[str]:
     return list(dataset[:documents]["text"])
 
 
-def _map(dataset, fn, num_proc=None, desc=None, **kwargs):
+def _map(dataset, fn, num_proc=None, desc=None, cache_file_name=None, **kwargs):
     """``dataset.map(batched=True)`` for both map-style and streamed (iterable) datasets."""
     import datasets
 
     if isinstance(dataset, datasets.IterableDataset):
         return dataset.map(fn, batched=True, **kwargs)  # lazy: runs as the stream is read
-    return dataset.map(fn, batched=True, num_proc=num_proc, desc=desc, **kwargs)
+    return dataset.map(fn, batched=True, num_proc=num_proc, desc=desc, cache_file_name=cache_file_name, **kwargs)
 
 
-def pack_blocks(tokenized, block_size: int, group_features: tuple[str, ...] = (), num_proc: int | None = None):
+def pack_blocks(tokenized, block_size: int, group_features: tuple[str, ...] = (), num_proc: int | None = None,
+                cache_file_name: str | None = None):
     """Concatenate tokenized documents and cut them into blocks of ``block_size`` tokens.
+
+    Packing is a batched ``map`` over chunks of :data:`PACK_CHUNK` documents, so only one
+    chunk per process is in memory; the blocks go to ``cache_file_name`` (else the
+    ``datasets`` cache) as they are produced.
 
     Every token of the input appears exactly once in the output. Group features
     (``word_ids`` and those listed in ``group_features``) are offset per document so a
@@ -108,7 +121,8 @@ def pack_blocks(tokenized, block_size: int, group_features: tuple[str, ...] = ()
     import datasets
 
     if not num_proc or num_proc < 2 or isinstance(tokenized, datasets.IterableDataset):
-        return _map(tokenized, pack, batch_size=PACK_CHUNK, num_proc=None, desc="packing blocks")
+        return _map(tokenized, pack, batch_size=PACK_CHUNK, num_proc=None, desc="packing blocks",
+                    cache_file_name=cache_file_name)
     # ``map(num_proc=n)`` cuts the rows into n equal shards, whose batches would not start at multiples
     # of PACK_CHUNK; mapping over the chunk starts instead gives exactly the blocks of one process
     chunk = PACK_CHUNK
@@ -118,7 +132,8 @@ def pack_blocks(tokenized, block_size: int, group_features: tuple[str, ...] = ()
         return pack(tokenized[batch["chunk_start"][0]:batch["chunk_start"][0] + chunk])
 
     return starts.map(pack_chunk, batched=True, batch_size=1, num_proc=min(num_proc, len(starts)),
-                      remove_columns=["chunk_start"], features=tokenized.features, desc="packing blocks")
+                      remove_columns=["chunk_start"], features=tokenized.features, desc="packing blocks",
+                      cache_file_name=cache_file_name)
 
 
 def split_eval(blocks, eval_fraction: float, eval_max_blocks: int, seed: int):
