@@ -31,6 +31,7 @@ test: install
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports  # the one-way layers of ARCHITECTURE.md, declared in .importlinter
 
 bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/masking_throughput.py

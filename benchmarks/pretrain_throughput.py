@@ -313,10 +313,10 @@ def mlmkit_worker(spec: dict[str, Any], rss_after_imports: int) -> dict[str, Any
     import torch
     from rich.console import Console
 
+    from mlmkit.io.outputs import read_metrics
     from mlmkit.masking.random_token import RandomMasking
     from mlmkit.masking.registry import register_strategy
     from mlmkit.training.pretrain import pretrain
-    from mlmkit.training.run_dir import read_metrics
 
     recorded: list[tuple[Any, Any]] = []
     if spec["mode"] == "agree":

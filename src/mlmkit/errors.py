@@ -7,3 +7,11 @@ exception is an internal bug and keeps its traceback.
 
 class UserError(Exception):
     """A problem the user can fix: bad path, unknown key, missing column, no mask token, ..."""
+
+
+class TrainingInterrupted(UserError):
+    """Raised after a signal-triggered checkpoint; the message says how to resume."""
+
+    def __init__(self, message: str, signal_number: int) -> None:
+        super().__init__(message)
+        self.signal_number = signal_number

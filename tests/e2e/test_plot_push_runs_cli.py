@@ -10,7 +10,7 @@ from huggingface_hub import ModelCard
 from typer.testing import CliRunner
 
 from mlmkit.cli.app import app
-from mlmkit.training.run_dir import read_metrics
+from mlmkit.io.outputs import read_metrics
 
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -9,8 +9,8 @@ import torch
 
 from conftest import build_tiny_bert
 from mlmkit.config.schema import FinetuneConfig, FinetuneDataConfig, ModelConfig, OutputConfig, TrainConfig
+from mlmkit.io.outputs import read_metrics
 from mlmkit.training.finetune import finetune_classifier
-from mlmkit.training.run_dir import read_metrics
 
 SUBJECTS = ["the cat", "a dog", "my neighbour", "our team", "the weather", "a young engineer", "this phone"]
 OBJECTS = ["the morning train", "a quiet street", "the new station", "rainy afternoons", "autonomous vehicles"]

@@ -8,10 +8,10 @@ import torch
 
 from mlmkit.config import PretrainConfig, load_config
 from mlmkit.errors import UserError
+from mlmkit.io.outputs import read_metrics
 from mlmkit.masking import registry
 from mlmkit.masking.registry import build_strategy, get_strategy_class, register_strategy, strategy_names
 from mlmkit.training.pretrain import pretrain
-from mlmkit.training.run_dir import read_metrics
 
 PLUGIN_MODULE = '''
 """A masking plugin: predict the first tokens of every row."""

@@ -8,9 +8,9 @@ import torch
 from safetensors.torch import load_file
 
 from mlmkit.config import PretrainConfig, load_config
+from mlmkit.io.outputs import read_metrics
 from mlmkit.training.checkpoint import list_checkpoints
 from mlmkit.training.pretrain import pretrain
-from mlmkit.training.run_dir import read_metrics
 
 #: 0.15 for steps 0-1, then nothing to predict for steps 2-3 (the schedule reads the step index)
 SCHEDULE = json.dumps({"name": "step", "milestones": [2], "ratios": [0.15, 0.0]})

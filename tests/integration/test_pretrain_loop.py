@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from mlmkit.config import PretrainConfig, load_config
+from mlmkit.io.outputs import read_metrics
 from mlmkit.training.pretrain import pretrain
-from mlmkit.training.run_dir import read_metrics
 
 
 def tiny_config(model_dir, corpus_file, out, *extra):

@@ -4,10 +4,10 @@ import json
 import math
 
 from mlmkit.config import PretrainConfig, load_config
+from mlmkit.io.outputs import read_metrics
 from mlmkit.masking.pmi_vocab import PmiVocabulary, build_vocab_file
 from mlmkit.masking.pos_weighted import UPOS_TAGS
 from mlmkit.training.pretrain import pretrain
-from mlmkit.training.run_dir import read_metrics
 
 
 def write_recipe(path, model_dir, corpus_file, out, masking: str) -> str:

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from mlmkit.cli.app import app
 from mlmkit.errors import UserError
-from mlmkit.training.run_dir import prepare_output_dir, restores_replaced_output
+from mlmkit.io.outputs import prepare_output_dir, restores_replaced_output
 from mlmkit.training.stopping import TrainingInterrupted
 
 runner = CliRunner()

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from mlmkit.errors import UserError
+from mlmkit.io.outputs import prepare_output_dir, save_pretrained_atomic
 from mlmkit.training.checkpoint import (
     TrainerState,
     list_checkpoints,
@@ -15,7 +16,6 @@ from mlmkit.training.checkpoint import (
     save_checkpoint,
     verify_checkpoint,
 )
-from mlmkit.training.run_dir import prepare_output_dir, save_pretrained_atomic
 
 
 class FakeAccelerator:

@@ -3,7 +3,7 @@ import io
 from rich.console import Console
 from rich.progress import Progress
 
-from mlmkit.training.progress import PlainProgress, training_progress
+from mlmkit.io.progress import PlainProgress, training_progress
 
 
 class FakeClock:

@@ -4,7 +4,7 @@ import pytest
 
 from made_runs import make_finetune_run, make_pretrain_run
 from mlmkit.errors import UserError
-from mlmkit.training.run_dir import read_metrics
+from mlmkit.io.outputs import read_metrics
 from mlmkit.training.run_plots import CURVES_FILE, draw_runs, plot_run_dirs, write_training_curves
 
 

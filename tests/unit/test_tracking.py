@@ -4,7 +4,7 @@ import pytest
 
 from mlmkit.config import FinetuneConfig, PretrainConfig, load_config
 from mlmkit.errors import UserError
-from mlmkit.training.run_dir import read_metrics
+from mlmkit.io.outputs import read_metrics
 from mlmkit.training.tracking import LOGS_DIR, PROJECT, TrackedMetricsLog, flat_config, reporting_options, tracker_names
 
 

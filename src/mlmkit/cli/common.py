@@ -33,7 +33,7 @@ def user_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from mlmkit.errors import UserError
-        from mlmkit.training.run_dir import restores_replaced_output
+        from mlmkit.io.outputs import restores_replaced_output
         from mlmkit.training.stopping import TrainingInterrupted
 
         try:  # an output directory the failed command emptied (overwrite) gets its old files back

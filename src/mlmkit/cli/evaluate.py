@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from mlmkit.cli.common import err_console, out_console, print_json, user_errors
+from mlmkit.cli.common import err_console, out_console, print_json, quiet_libraries, user_errors
 
 
 @user_errors
@@ -35,6 +35,7 @@ def evaluate_command(
     from mlmkit.evaluation.masked import FAMILIES, check_metrics, evaluate_model_dir
 
     families = check_metrics(metrics.split(","))
+    quiet_libraries()
     err_console.print(f"evaluating {model} ...")
     report = evaluate_model_dir(model, corpus, families, max_sentences=max_sentences, max_seq_length=max_seq_length,
                                 max_blocks=max_blocks, seed=seed, probe=probe, spacy_model=spacy_model)

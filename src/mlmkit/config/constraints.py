@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mlmkit.config.presets import preset_names
 from mlmkit.config.schema import (
     FinetuneDataConfig,
     ModelConfig,
@@ -104,13 +105,6 @@ def lr_scheduler_names() -> list[str]:
     from transformers import SchedulerType
 
     return [kind.value for kind in SchedulerType]
-
-
-def preset_names() -> list[str]:
-    """Model presets for training from scratch."""
-    from mlmkit.modeling.presets import preset_names as names
-
-    return names()
 
 
 #: Accelerate precisions; YAML reads a bare `no` as false, which the loop accepts too

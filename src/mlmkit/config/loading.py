@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mlmkit.config.constraints import FIELD_CHECKS
+from mlmkit.config.durations import parse_duration
 from mlmkit.config.schema import FinetuneConfig, PretrainConfig
 from mlmkit.errors import UserError
 
@@ -115,7 +116,7 @@ def load_config(schema: type[T], recipe: str | None, overrides: Sequence[str] = 
         message = str(exc).splitlines()[0]
         key = getattr(exc, "full_key", None)
         raise UserError(f"invalid config{f' value for {key}' if key else ''}: {message}") from exc
-    validate_config(config, sources=False)
+    validate_config(config)
     return config
 
 
@@ -146,42 +147,7 @@ def _finetune_steps(cfg: FinetuneConfig) -> None:
 
 
 def _time_budget(cfg: PretrainConfig | FinetuneConfig) -> None:
-    from mlmkit.training.stopping import parse_duration
-
     parse_duration(cfg.train.max_time)
-
-
-def _masking_predicts(cfg: PretrainConfig) -> None:
-    """The strategy builds from its parameters, and a constant ratio is not 0 (nothing would be learned)."""
-    from mlmkit.masking.registry import build_strategy
-    from mlmkit.masking.schedules import ConstantSchedule, build_schedule
-
-    strategy = build_strategy(cfg.masking)
-    schedule = build_schedule(cfg.masking.get("schedule"), strategy.ratio, cfg.train.max_steps)
-    if isinstance(schedule, ConstantSchedule) and strategy.ratio == 0:
-        raise UserError("masking.ratio=0 with a constant schedule predicts no token, so nothing would be learned: "
-                        "it must be in (0, 1]")
-
-
-def _sequence_fits_model(cfg: PretrainConfig | FinetuneConfig) -> None:
-    """``data.max_seq_length`` within the model's positions; a damaged local model directory stops here."""
-    from mlmkit.modeling.loading import check_masked_lm_source, model_config_dict, usable_positions
-
-    config = model_config_dict(cfg.model)
-    if config is None:
-        return
-    if isinstance(cfg, PretrainConfig) and not cfg.model.from_scratch and not cfg.model.preset:
-        check_masked_lm_source(cfg.model.name_or_path, config)
-    limit = usable_positions(config)
-    if limit is not None and cfg.data.max_seq_length > limit:
-        raise UserError(f"data.max_seq_length={cfg.data.max_seq_length} exceeds the {limit} positions of model "
-                        f"{cfg.model.preset or cfg.model.name_or_path!r}: it must be at most {limit}")
-
-
-def _corpus_readable(cfg: PretrainConfig | FinetuneConfig) -> None:
-    from mlmkit.data.sources import check_local_source
-
-    check_local_source(cfg.data.source if isinstance(cfg, PretrainConfig) else cfg.data.dataset)
 
 
 #: rules that involve several fields, per command
@@ -189,27 +155,19 @@ CROSS_CHECKS: dict[type, tuple[Callable[[Any], None], ...]] = {
     PretrainConfig: (_pretrain_steps, _time_budget),
     FinetuneConfig: (_finetune_steps, _time_budget),
 }
-#: rules that read what a config names (model directory, corpus files, masking strategy data), per command
-SOURCE_CHECKS: dict[type, tuple[Callable[[Any], None], ...]] = {
-    PretrainConfig: (_masking_predicts, _sequence_fits_model, _corpus_readable),
-    FinetuneConfig: (_sequence_fits_model, _corpus_readable),
-}
 
 
-def validate_config(config: Any, sources: bool = True) -> None:
+def validate_config(config: Any) -> None:
     """Check a resolved config: every field's declared range or choices, then the cross-field rules.
 
-    Args:
-        config: A resolved config (``PretrainConfig``, ``FinetuneConfig``, ...).
-        sources: Also check what the config names: the model directory (intact, a fitting
-            architecture, enough positions for ``data.max_seq_length``), local corpus files
-            (present and text) and the masking strategy. Reads headers, never loads a model.
+    What the config names (the model directory, corpus files, the masking strategy) is checked
+    by :func:`mlmkit.training.validation.validate_run_config` as a run's first act.
 
     Raises:
         UserError: One line naming the key, the bad value and what is allowed.
     """
     _check_fields(config, "")
-    for rule in CROSS_CHECKS.get(type(config), ()) + (SOURCE_CHECKS.get(type(config), ()) if sources else ()):
+    for rule in CROSS_CHECKS.get(type(config), ()):
         rule(config)
 
 

@@ -409,9 +409,6 @@ def evaluate_model_dir(
     For an mlmkit run directory the corpus, block length, held-out share and seed default
     to the run's own, so the held-out blocks are the ones the run never trained on.
     """
-    from mlmkit.cli.common import quiet_libraries
-
-    quiet_libraries()
     metrics = check_metrics(metrics)
     model, tokenizer, fresh = load_masked_lm(name)
     found = run_data_config(name)

@@ -10,11 +10,13 @@ special-token ids always come from the tokenizer, so model and tokenizer agree.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlmkit.config.presets import PRESETS, Preset, get_preset, preset_names
 from mlmkit.errors import UserError
+
+__all__ = ["PRESETS", "Preset", "get_preset", "preset_names"]  # the table lives with the config that names it
 
 #: files whose presence means a directory holds a tokenizer
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
@@ -23,41 +25,6 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "voca
 ROBERTA_TYPES = ("roberta", "xlm-roberta", "camembert", "roberta-prelayernorm", "longformer")
 #: longest sequence a preset model accepts (special tokens included)
 MAX_LENGTH = 512
-
-
-@dataclass(frozen=True)
-class Preset:
-    """An encoder size: layers, hidden width, attention heads, feed-forward width."""
-
-    family: str
-    layers: int
-    hidden: int
-    heads: int
-    ffn: int
-
-    def describe(self) -> str:
-        """A short human-readable size."""
-        return f"{self.layers} layers, hidden {self.hidden}, {self.heads} heads, ffn {self.ffn}"
-
-
-_SIZES = {"tiny": (2, 128, 2, 512), "mini": (4, 256, 4, 1024), "small": (4, 512, 8, 2048),
-          "medium": (8, 512, 8, 2048), "base": (12, 768, 12, 3072)}
-PRESETS: dict[str, Preset] = {
-    f"{family}-{size}": Preset(family, *dims) for family in ("bert", "roberta") for size, dims in _SIZES.items()
-}
-
-
-def preset_names() -> list[str]:
-    """All preset names, smallest first within each family."""
-    return list(PRESETS)
-
-
-def get_preset(name: str) -> Preset:
-    """Look a preset up; an unknown name is a UserError listing the presets."""
-    try:
-        return PRESETS[name.lower()]
-    except KeyError:
-        raise UserError(f"unknown model preset {name!r}; presets: {', '.join(PRESETS)}") from None
 
 
 def is_from_scratch(model_cfg: Any) -> bool:

@@ -23,10 +23,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from mlmkit.masking.base import IGNORE_INDEX
 from mlmkit.modeling.last_layer import encode_predicted, locate_last_layer
 
 log = logging.getLogger(__name__)
+
+#: the label of a position that is not predicted (the loss ignores it), as in PyTorch and transformers
+IGNORE_INDEX = -100
 
 Head = Callable[[torch.Tensor], torch.Tensor]
 

@@ -166,8 +166,8 @@ def conclusions(results: dict[str, Any], n_seeds: int) -> list[str]:
 
 def write_report(study: Study, allow_partial: bool = False) -> dict[str, Any]:
     """Gather the finished runs, write ``results.json``, the plots and ``report.md``; returns the results."""
+    from mlmkit.io.outputs import write_text_atomic
     from mlmkit.study.plots import plot_study
-    from mlmkit.training.run_dir import write_text_atomic
 
     records, missing = collect_results(study)
     if missing and not allow_partial:

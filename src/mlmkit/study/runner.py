@@ -144,8 +144,8 @@ class _HeldOutCache:
 def execute_run(study: Study, run: StudyRun, console: Console, cache: _HeldOutCache) -> dict[str, Any]:
     """Pre-train (or resume) one run, evaluate it, run the downstream checks, write ``result.json``."""
     from mlmkit.evaluation.masked import evaluate_model, load_masked_lm
+    from mlmkit.io.outputs import read_metrics, write_text_atomic
     from mlmkit.training.pretrain import pretrain
-    from mlmkit.training.run_dir import read_metrics, write_text_atomic
 
     cfg = dataclasses.replace(run.config, train=dataclasses.replace(run.config.train),
                               output=dataclasses.replace(run.config.output))

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from mlmkit.config.loading import config_to_yaml, validate_config
+from mlmkit.config.loading import config_to_yaml
 from mlmkit.config.schema import FinetuneConfig, ModelConfig
 from mlmkit.data.labelled import (
     LengthGroupedBatchSampler,
@@ -34,16 +34,17 @@ from mlmkit.data.labelled import (
     tokenize_labelled,
 )
 from mlmkit.errors import UserError
+from mlmkit.io.outputs import prepare_output_dir, save_pretrained_atomic, write_text_atomic
+from mlmkit.io.progress import training_progress
 from mlmkit.modeling.fast_dropout import use_fast_dropout
 from mlmkit.modeling.loading import load_pretrained, load_tokenizer
 from mlmkit.training.classification_metrics import classification_report, majority_baseline, multi_label_report
 from mlmkit.training.launch import build_accelerator
 from mlmkit.training.model_card import finish_run
 from mlmkit.training.optim import build_lr_scheduler, build_optimizer
-from mlmkit.training.progress import training_progress
-from mlmkit.training.run_dir import prepare_output_dir, save_pretrained_atomic, write_text_atomic
 from mlmkit.training.stopping import parse_duration
 from mlmkit.training.tracking import open_metrics_log, reporting_options
+from mlmkit.training.validation import validate_run_config
 
 #: padded lengths are rounded up to this (tensor-core friendly on GPUs, harmless on CPUs)
 PAD_TO_MULTIPLE_OF = 8
@@ -345,7 +346,7 @@ def finetune_classifier(cfg: FinetuneConfig, console: Console | None = None) -> 
 
     console = console or Console(stderr=True)
     tcfg = cfg.train
-    validate_config(cfg)  # the CLI did already; a config built in Python is checked here
+    validate_run_config(cfg)  # the CLI did already; a config built in Python is checked here
     budget = parse_duration(tcfg.max_time)
     accelerator = build_accelerator(tcfg.grad_accum, tcfg.mixed_precision, **reporting_options(cfg))
     main = accelerator.is_main_process

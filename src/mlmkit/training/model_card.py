@@ -281,7 +281,7 @@ def build_model_card(run_dir: str | Path, repo_id: str | None = None) -> Any:
 
 def write_model_card(run_dir: str | Path, repo_id: str | None = None) -> Path:
     """Write ``<run_dir>/README.md`` (atomically) from :func:`build_model_card`."""
-    from mlmkit.training.run_dir import write_text_atomic
+    from mlmkit.io.outputs import write_text_atomic
 
     path = Path(run_dir).expanduser() / CARD_FILE
     write_text_atomic(path, str(build_model_card(run_dir, repo_id=repo_id)))
@@ -296,8 +296,8 @@ def finish_run(run_dir: Path, output: Any, console: Any, results: Any = None) ->
     """
     from dataclasses import asdict
 
+    from mlmkit.io.outputs import write_text_atomic
     from mlmkit.training.hub import push_after_run
-    from mlmkit.training.run_dir import write_text_atomic
     from mlmkit.training.run_plots import write_training_curves
     from mlmkit.training.run_summary import RESULTS_FILE
 

@@ -17,12 +17,19 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from mlmkit.config.loading import config_to_yaml, validate_config
+from mlmkit.config.loading import config_to_yaml
 from mlmkit.config.schema import PretrainConfig
 from mlmkit.data.cache import prepared_corpus, streamed_blocks
 from mlmkit.data.packing import split_eval
 from mlmkit.data.sampler import EpochShuffleSampler
 from mlmkit.errors import UserError
+from mlmkit.io.outputs import (
+    prepare_output_dir,
+    restores_replaced_output,
+    save_pretrained_atomic,
+    write_text_atomic,
+)
+from mlmkit.io.progress import training_progress
 from mlmkit.masking.collator import MaskingCollator, predicts_nothing, step_seed
 from mlmkit.masking.registry import build_strategy
 from mlmkit.masking.schedules import build_schedule
@@ -42,15 +49,9 @@ from mlmkit.training.launch import build_accelerator
 from mlmkit.training.mlm_eval import evaluate_mlm, fixed_eval_batches, most_frequent_token_baseline
 from mlmkit.training.model_card import finish_run
 from mlmkit.training.optim import build_lr_scheduler, build_optimizer
-from mlmkit.training.progress import training_progress
-from mlmkit.training.run_dir import (
-    prepare_output_dir,
-    restores_replaced_output,
-    save_pretrained_atomic,
-    write_text_atomic,
-)
 from mlmkit.training.stopping import StopSignals, TrainingInterrupted, parse_duration
 from mlmkit.training.tracking import open_metrics_log, reporting_options
+from mlmkit.training.validation import validate_run_config
 
 
 @dataclass
@@ -111,7 +112,7 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
 
     console = console or Console(stderr=True)
     tcfg = cfg.train
-    validate_config(cfg)  # the CLI did already; a config built in Python is checked here
+    validate_run_config(cfg)  # the CLI did already; a config built in Python is checked here
     accelerator = build_accelerator(tcfg.grad_accum, tcfg.mixed_precision, **reporting_options(cfg))
     main = accelerator.is_main_process
     set_seed(tcfg.seed)

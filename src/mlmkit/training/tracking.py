@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mlmkit.errors import UserError
-from mlmkit.training.run_dir import MetricsLog
+from mlmkit.io.outputs import MetricsLog
 
 #: Accelerate's tracker names and the PyPI package that provides each
 TRACKER_PACKAGES = {

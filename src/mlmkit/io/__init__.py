@@ -1,0 +1,1 @@
+"""Files and terminal output every layer writes: output directories, atomic writes, metrics logs, progress."""
