@@ -1,0 +1,122 @@
+"""Two CPU processes (gloo, Accelerate's launcher) against one process that rebuilds the same batches.
+
+Masks depend only on (seed, step, micro step, rank), and Accelerate gives process ``r`` the
+batches ``r, r + 2, ...`` of the shuffled order. So one process with ``grad_accum=2`` and batch 8
+sees, at each step, the two processes' batches as its two micro-batches; masking micro-batch ``i``
+with rank ``i``'s generator (patched in this test) gives it the two processes' masks too, and the
+accumulated gradient, the mean of the two micro-batch gradients, is what DDP's all-reduce computes.
+With dropout off the runs then differ only by the order of float32 sums.
+
+Tolerance: gradients summed in another order may differ by a few float32 ulps (relative ~1e-7),
+which a few AdamW steps (lr 1e-2, each moving a weight by up to 1e-2) can carry into the weights;
+the bound is 2e-5, a part in 500 of one step's update. On the 2-core CPU here the weights came out
+bitwise equal (difference 0). The control (gradient synchronisation switched off in the workers)
+must exceed the bound a hundredfold.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from teeth_helpers import run_config, run_overrides, save_tiny_model
+
+from conftest import make_corpus
+from mlmkit.masking.collator import MaskingCollator
+from mlmkit.training import pretrain as pretrain_module
+from mlmkit.training.launch import LaunchOptions, launch_command
+from mlmkit.training.pretrain import pretrain
+
+STEPS = 6
+TOLERANCE = 2e-5
+SETTINGS = ("data.eval_fraction=0.3", f"train.max_steps={STEPS}", "train.lr=1e-2", "train.warmup_ratio=0",
+            "train.log_every=1", "masking.ratio=0.2")
+WORKER = Path(__file__).with_name("mp_worker.py")
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch_two(mode: str, overrides: list[str]) -> None:
+    cmd = launch_command([], LaunchOptions(num_processes=2, main_process_port=free_port()))
+    assert cmd[-2:] == ["-m", "mlmkit"]
+    cmd = [*cmd[:-2], str(WORKER), mode, *overrides]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+class MicroBatchesAsRanks(MaskingCollator):
+    """Masks micro-batch ``i`` of a step as process ``i`` of a 2-process run masks its batch of that step."""
+
+    def mask(self, batch, step, micro_step=0):
+        self.rank = micro_step % 2
+        return super().mask(batch, step, micro_step // 2)
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".pt":
+        return torch.load(path)
+    from safetensors.torch import load_file
+
+    return load_file(path)
+
+
+def difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    """Largest weight difference; a saved model directory leaves out the decoder tied to the embeddings."""
+    shared = a.keys() & b.keys()
+    assert len(shared) >= min(len(a), len(b)) and "bert.embeddings.word_embeddings.weight" in shared
+    return max(float((a[k].float() - b[k].float()).abs().max()) for k in shared)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, wordpiece_tokenizer):
+    root = tmp_path_factory.mktemp("mp-equivalence")
+    model_dir = save_tiny_model(root / "model", wordpiece_tokenizer)
+    corpus = root / "corpus.txt"  # about 230 blocks: 6 steps of 16 stay inside the first epoch
+    corpus.write_text("\n".join(make_corpus(600, seed=1)) + "\n")
+    launch_two("synced", run_overrides(model_dir, corpus, root / "two", *SETTINGS, "train.batch_size=8"))
+    launch_two("unsynced", run_overrides(model_dir, corpus, root / "unsynced", *SETTINGS, "train.batch_size=8"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pretrain_module, "MaskingCollator", MicroBatchesAsRanks)
+        one = pretrain(run_config(model_dir, corpus, root / "one", *SETTINGS, "train.batch_size=8",
+                                  "train.grad_accum=2"))
+    return root, one
+
+
+def test_two_processes_end_with_the_weights_of_one_process(runs):
+    root, one = runs
+    reference = load_weights(root / "one" / "model.safetensors")
+    rank0, rank1 = (load_weights(root / "two" / f"rank-{r}.pt") for r in (0, 1))
+    assert difference(rank0, rank1) == 0.0  # all-reduced gradients: identical updates on every process
+    assert difference(load_weights(root / "two" / "model.safetensors"), rank0) == 0.0
+    assert difference(reference, rank0) <= TOLERANCE
+    moved = difference(reference, load_weights(root / "model" / "model.safetensors"))
+    assert moved > 1000 * TOLERANCE  # the comparison is about weights that really changed
+
+
+def test_two_processes_evaluate_like_one_process_on_hundreds_of_tokens(runs):
+    import json
+
+    root, one = runs
+    two = json.loads((root / "two" / "eval_results.json").read_text())
+    assert one.before["eval_tokens"] >= 200 and one.after["eval_tokens"] == one.before["eval_tokens"]
+    assert one.before["eval_loss"] - one.after["eval_loss"] > 0.3  # the model learns in these steps
+    assert two["after"]["eval_loss"] == pytest.approx(one.after["eval_loss"], rel=1e-4)
+
+
+def test_control_without_gradient_sync_differs(runs):
+    root, _ = runs
+    reference = load_weights(root / "one" / "model.safetensors")
+    rank0, rank1 = (load_weights(root / "unsynced" / f"rank-{r}.pt") for r in (0, 1))
+    assert difference(rank0, rank1) > 100 * TOLERANCE
+    assert difference(reference, rank0) > 100 * TOLERANCE
