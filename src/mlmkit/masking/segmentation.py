@@ -52,8 +52,6 @@ INSTALL_HINTS: dict[str, str] = {
     "spacy:th": "pip install spacy pythainlp",
     "spacy": "pip install spacy",
 }
-#: documents segmented in this process (tests and benchmarks read it: preparation runs once per corpus)
-SEGMENTED = {"documents": 0}
 
 Span = tuple[int, int]
 Segmenter = Callable[[str], list[Span]]
@@ -87,7 +85,7 @@ def _jieba_segmenter() -> Segmenter:
     import jieba
 
     logging.getLogger("jieba").setLevel(logging.WARNING)  # it announces its dictionary on stderr otherwise
-    tokenizer = jieba.Tokenizer()
+    tokenizer = jieba.dt  # the process-wide default: its dictionary loads once per process
 
     def segment(text: str) -> list[Span]:
         return [(start, end) for word, start, end in tokenizer.tokenize(text) if not word.isspace()]
@@ -200,7 +198,6 @@ def segmented_word_ids(
         raise UserError("word segmentation needs a fast tokenizer (character offsets to align words to tokens)")
     out = []
     for index, text in enumerate(texts):
-        SEGMENTED["documents"] += 1
         out.append(align_words(text, segment(text), encodings.word_ids(index), offsets_all[index]))
     return out
 
