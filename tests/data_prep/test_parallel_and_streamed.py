@@ -122,3 +122,27 @@ def test_no_cache_streams_the_raw_corpus(corpus_path, tmp_path, wordpiece_tokeni
                                    strategy, notify=notices.append)
     assert notices == [] and not stream.n_shards > 1  # the text file's single shard, not the prepared blocks
     assert len(list(stream)) > 0
+
+
+@pytest.mark.slow  # three CLI runs
+def test_masking_preview_stats_reuse_the_prepared_corpus(corpus_path, tmp_path, preparations, tiny_model_dir):
+    import json
+
+    from typer.testing import CliRunner
+
+    from mlmkit.cli.app import app
+
+    args = ["masking", "preview", "--corpus", str(corpus_path), "--stats", "--model", str(tiny_model_dir),
+            "--strategy", "whole_word", "--block-size", "32", "--json"]
+    runner = CliRunner()
+    first = runner.invoke(app, args)
+    second = runner.invoke(app, args)
+    assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
+    assert len(preparations) == 1  # the second --stats read the blocks the first one prepared
+    assert "data: reusing the prepared corpus in" in second.stderr and "reusing" not in first.stderr
+    assert json.loads(second.stdout) == json.loads(first.stdout)
+    assert json.loads(first.stdout)["documents"] == 90
+    # another seed masks the same prepared blocks
+    third = runner.invoke(app, [*args, "--seed", "3"])
+    assert third.exit_code == 0 and len(preparations) == 1
+    assert json.loads(third.stdout)["blocks"] == json.loads(first.stdout)["blocks"]

@@ -193,10 +193,13 @@ def preview(
         return
     if block_size < 2:
         raise UserError("--block-size must be at least 2")
-    from mlmkit.data.sources import load_text_corpus
+    from mlmkit.config.schema import PretrainDataConfig
 
-    texts = load_text_corpus(corpus, text_column, max_documents=max_documents)
-    summary = corpus_stats(texts, instance, tokenizer, seed=seed, block_size=block_size)
+    # the tokenized, labelled and packed corpus is kept on disk and reused by the next --stats on it
+    data = PretrainDataConfig(source=corpus, text_column=text_column, max_documents=max_documents,
+                              max_seq_length=block_size)
+    summary = corpus_stats(None, instance, tokenizer, seed=seed, block_size=block_size, data=data,
+                           notify=lambda line: err_console.print(line, markup=False, highlight=False, soft_wrap=True))
     if as_json:
         print_json(dict(summary, corpus=corpus, model=model))
     else:

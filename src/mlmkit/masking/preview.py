@@ -219,18 +219,24 @@ def corpus_stats(
     ratio: float | None = None,
     block_size: int = 128,
     batch_size: int = 64,
+    data: Any = None,
+    notify: Any = None,
 ) -> dict[str, Any]:
     """Mask a corpus once, as pre-training would, and summarise what was predicted.
 
     Args:
         texts: A ``datasets.Dataset`` with a ``text`` column (e.g. from
-            :func:`~mlmkit.data.sources.load_text_corpus`).
+            :func:`~mlmkit.data.sources.load_text_corpus`); None when ``data`` is given.
         strategy: The strategy to inspect.
         tokenizer: Its tokenizer.
         seed: Masking seed (batch ``i`` uses the generator of step ``i``).
         ratio: Masking ratio; the strategy's own when None.
         block_size: Packed block length, special tokens included.
         batch_size: Blocks per masking call.
+        data: Instead of ``texts``, a :class:`~mlmkit.config.schema.PretrainDataConfig` naming the
+            corpus (``max_seq_length`` is the block length): its blocks, with the content labels,
+            come from the prepared-corpus cache (:mod:`mlmkit.data.cache`), built on first use.
+        notify: Called with one-line notices about the prepared corpus (reused, damaged and rebuilt).
 
     Returns:
         Realized ratio, corruption shares, unit counts, unit-length histograms (in words
@@ -243,8 +249,17 @@ def corpus_stats(
     collator = MaskingCollator(tokenizer, strategy, seed=seed)
     ratio = strategy.ratio if ratio is None else float(ratio)
     labelled = _WithContentLabels(strategy)
-    tokenized = tokenize_corpus(texts, tokenizer, labelled)
-    blocks = pack_blocks(tokenized, block_size, strategy.group_features)
+    if data is None:
+        tokenized = tokenize_corpus(texts, tokenizer, labelled)
+        blocks = pack_blocks(tokenized, block_size, strategy.group_features)
+        documents = len(texts)
+    else:
+        from mlmkit.data.cache import prepared_corpus
+
+        prepared = prepared_corpus(data, tokenizer, labelled, notify=notify)
+        blocks, documents = prepared.blocks, prepared.documents
+        if prepared.reused and notify is not None:
+            notify(f"data: reusing the prepared corpus in {prepared.path}")
     totals = Counter()
     words_hist: Counter = Counter()
     tokens_hist: Counter = Counter()
@@ -275,7 +290,7 @@ def corpus_stats(
         "strategy": strategy.name or type(strategy).__name__,
         "language": labelled.language,
         "target_ratio": ratio,
-        "documents": len(texts),
+        "documents": documents,
         "blocks": totals["blocks"],
         "maskable_tokens": totals["maskable"],
         "predicted_tokens": totals["predicted"],
