@@ -30,6 +30,7 @@ from mlmkit.masking.collator import MaskingCollator
 from mlmkit.training import pretrain as pretrain_module
 from mlmkit.training.launch import LaunchOptions, launch_command
 from mlmkit.training.pretrain import pretrain
+from mlmkit.training.run_dir import read_metrics
 
 STEPS = 6
 TOLERANCE = 2e-5
@@ -56,11 +57,17 @@ def launch_two(mode: str, overrides: list[str]) -> None:
 
 
 class MicroBatchesAsRanks(MaskingCollator):
-    """Masks micro-batch ``i`` of a step as process ``i`` of a 2-process run masks its batch of that step."""
+    """Masks micro-batch ``i`` of a step as process ``i`` of a 2-process run masks its batch of that step.
+
+    Without accumulation the processes' micro step is the step itself.
+    """
+
+    masked = 0
 
     def mask(self, batch, step, micro_step=0):
-        self.rank = micro_step % 2
-        return super().mask(batch, step, micro_step // 2)
+        self.rank = self.masked % 2
+        self.masked += 1
+        return super().mask(batch, step, step)
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -84,17 +91,18 @@ def runs(tmp_path_factory, wordpiece_tokenizer):
     model_dir = save_tiny_model(root / "model", wordpiece_tokenizer)
     corpus = root / "corpus.txt"  # about 230 blocks: 6 steps of 16 stay inside the first epoch
     corpus.write_text("\n".join(make_corpus(600, seed=1)) + "\n")
-    launch_two("synced", run_overrides(model_dir, corpus, root / "two", *SETTINGS, "train.batch_size=8"))
+    launch_two("synced", run_overrides(model_dir, corpus, root / "two", *SETTINGS, "train.batch_size=8",
+                                       "train.checkpoint_every=3", "train.keep_checkpoints=0"))
     launch_two("unsynced", run_overrides(model_dir, corpus, root / "unsynced", *SETTINGS, "train.batch_size=8"))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(pretrain_module, "MaskingCollator", MicroBatchesAsRanks)
         one = pretrain(run_config(model_dir, corpus, root / "one", *SETTINGS, "train.batch_size=8",
                                   "train.grad_accum=2"))
-    return root, one
+    return root, one, model_dir, corpus
 
 
 def test_two_processes_end_with_the_weights_of_one_process(runs):
-    root, one = runs
+    root, one, *_ = runs
     reference = load_weights(root / "one" / "model.safetensors")
     rank0, rank1 = (load_weights(root / "two" / f"rank-{r}.pt") for r in (0, 1))
     assert difference(rank0, rank1) == 0.0  # all-reduced gradients: identical updates on every process
@@ -107,7 +115,7 @@ def test_two_processes_end_with_the_weights_of_one_process(runs):
 def test_two_processes_evaluate_like_one_process_on_hundreds_of_tokens(runs):
     import json
 
-    root, one = runs
+    root, one, *_ = runs
     two = json.loads((root / "two" / "eval_results.json").read_text())
     assert one.before["eval_tokens"] >= 200 and one.after["eval_tokens"] == one.before["eval_tokens"]
     assert one.before["eval_loss"] - one.after["eval_loss"] > 0.3  # the model learns in these steps
@@ -115,8 +123,32 @@ def test_two_processes_evaluate_like_one_process_on_hundreds_of_tokens(runs):
 
 
 def test_control_without_gradient_sync_differs(runs):
-    root, _ = runs
+    root, *_ = runs
     reference = load_weights(root / "one" / "model.safetensors")
     rank0, rank1 = (load_weights(root / "unsynced" / f"rank-{r}.pt") for r in (0, 1))
     assert difference(rank0, rank1) > 100 * TOLERANCE
     assert difference(reference, rank0) > 100 * TOLERANCE
+
+
+def test_two_process_checkpoint_resumes_in_one_process_exactly(runs):
+    import shutil
+
+    from mlmkit.training.checkpoint import list_checkpoints
+
+    root, _, model_dir, corpus = runs
+    run = root / "two-then-one"
+    shutil.copytree(root / "two", run)
+    for checkpoint in list_checkpoints(run)[1:]:
+        shutil.rmtree(checkpoint)  # as if the 2-process run had stopped after its checkpoint of step 3
+    (run / "model.safetensors").unlink()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pretrain_module, "MaskingCollator", MicroBatchesAsRanks)
+        result = pretrain(run_config(model_dir, corpus, run, *SETTINGS, "train.batch_size=8", "train.grad_accum=2",
+                                     "train.checkpoint_every=3", "train.keep_checkpoints=0", "train.resume=auto"))
+    assert result.resumed_from.endswith("step-00000003") and result.steps == STEPS
+    # same data position, learning rate, optimizer state and masks as the 2 processes had
+    lrs = [r["lr"] for r in read_metrics(root / "two" / "metrics.jsonl") if r["split"] == "train"]
+    resumed_lrs = [r["lr"] for r in read_metrics(run / "metrics.jsonl") if r["split"] == "train"]
+    assert resumed_lrs[STEPS:] == pytest.approx(lrs[3:])
+    assert difference(load_weights(root / "two" / "model.safetensors"),
+                      load_weights(run / "model.safetensors")) <= TOLERANCE

@@ -231,4 +231,13 @@ def load_checkpoint(accelerator: Any, path: Path) -> TrainerState:
         accelerator.load_state(str(path))
     except Exception as exc:  # torch/accelerate raise many types on bad files
         raise UserError(f"cannot load checkpoint {path}: {str(exc).splitlines()[0]}") from exc
+    # checkpoints are written at optimizer-step boundaries: the next micro-batch opens an accumulation cycle,
+    # whatever process count or train.grad_accum wrote the checkpoint (Accelerate restores its micro-batch count)
+    accelerator.step = 0
+    if state.num_processes != accelerator.num_processes:
+        from mlmkit.training.optim import rescale_lr_scheduler
+
+        # written by another number of processes: the LR schedule counts one step per process per optimizer step
+        for scheduler in accelerator._schedulers:
+            rescale_lr_scheduler(scheduler, state.step, accelerator.num_processes)
     return state

@@ -59,3 +59,14 @@ def build_lr_scheduler(name: str, optimizer: torch.optim.Optimizer, total_steps:
                              num_training_steps=total_steps * num_processes)
     except ValueError as exc:
         raise UserError(f"train.lr_scheduler: {exc}") from exc
+
+
+def rescale_lr_scheduler(scheduler: Any, step: int, num_processes: int) -> None:
+    """Set a restored LR scheduler to optimizer step ``step`` of a run with ``num_processes`` processes.
+
+    :func:`build_lr_scheduler` counts ``num_processes`` scheduler steps per optimizer step, so a
+    checkpoint written by N processes holds N x ``step``; resumed by another number of processes,
+    the schedule would otherwise jump ahead (or fall behind) by that factor.
+    """
+    inner = getattr(scheduler, "scheduler", scheduler)  # Accelerate's wrapper around the torch scheduler
+    inner.last_epoch = step * num_processes
