@@ -45,6 +45,8 @@ def option_overrides(**options: Any) -> list[str]:
 
 
 def _score(value: Any) -> str:
+    if value is None:
+        return "-"
     return f"{value:.4f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
@@ -251,3 +253,60 @@ def ner(
         output=output, overwrite=overwrite or None, epochs=epochs, max_steps=max_steps)]
     launch = (num_processes, num_machines, machine_rank, main_process_ip, main_process_port, accelerate_config)
     _run("ner", recipe, options, overrides, launch, as_json)
+
+
+def suite_table(summary: dict[str, Any]) -> Table:
+    """The suite's one table: task, metric, mean ± std over seeds, per-seed values, baseline."""
+    seeds = summary["seeds"]
+    table = Table(title=f"fine-tuning suite on {summary['model']} ({len(seeds)} seed{'s' if len(seeds) != 1 else ''})")
+    for column in ("task", "metric", "mean ± std", "per seed", "baseline", "evaluated on", "train s"):
+        table.add_column(column, justify="left" if column in ("task", "metric", "evaluated on") else "right")
+    for row in summary["rows"]:
+        spread = "" if row["std"] is None or math.isnan(row["std"]) else f" ± {row['std']:.4f}"
+        table.add_row(row["task"], row["metric"], f"{row['mean']:.4f}{spread}",
+                      " ".join(f"{v:.4f}" for v in row["values"].values()),
+                      f"{_score(row['baseline'])} ({row['baseline_label']})", row["eval_source"],
+                      f"{row['seconds']:.0f}")
+    return table
+
+
+@app.command("suite")
+@user_errors
+def suite(
+    overrides: Annotated[list[str], typer.Argument(help="Suite config overrides, e.g. seeds=[0,1] "
+                                                        "output.dir=runs/suite-b.")] = None,
+    recipe: str = typer.Option("embedded", "--recipe", "-r", help="Suite recipe YAML path or packaged suite name."),
+    model: Model = None,
+    seeds: str = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2 (default: the recipe's)."),
+    output: str = typer.Option(None, "--output", "-o", help="Suite directory (suite.json, one folder per run)."),
+    overwrite: Overwrite = None,
+    as_json: AsJson = False,
+) -> None:
+    """Run several fine-tuning recipes x seeds on one encoder; one table of mean ± std, and suite.json."""
+    from mlmkit.cli.common import print_json
+    from mlmkit.config import load_config
+    from mlmkit.errors import UserError
+    from mlmkit.training.suite import SuiteConfig, run_suite
+
+    options = []
+    if model is not None:
+        options.append(f"model={json.dumps(model)}")
+    if seeds is not None:
+        try:
+            options.append(f"seeds={json.dumps([int(s) for s in seeds.split(',') if s.strip()])}")
+        except ValueError:
+            raise UserError(f"--seeds takes comma-separated integers, got {seeds!r}") from None
+    if output is not None:
+        options.append(f"output.dir={json.dumps(output)}")
+    if overwrite:
+        options.append("output.overwrite=true")
+    from mlmkit.cli.common import quiet_libraries
+
+    cfg = load_config(SuiteConfig, recipe, options + list(overrides or []), kind="suite")
+    quiet_libraries()
+    summary = run_suite(cfg, console=err_console)
+    if as_json:
+        print_json(summary)
+        return
+    out_console.print(suite_table(summary))
+    out_console.print(f"results in {cfg.output.dir}/suite.json")

@@ -239,7 +239,6 @@ class MultiLabelReport(evaluate.Metric):
                                "    label_names (`list` of `str`, optional): names for 'per_class'.\n",
             features=datasets.Features({"predictions": datasets.Sequence(datasets.Value("int8")),
                                         "references": datasets.Sequence(datasets.Value("int8"))}),
-            format="numpy",
         )
 
     def _compute(self, predictions: Any = None, references: Any = None,
