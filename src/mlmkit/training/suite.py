@@ -131,8 +131,7 @@ def run_suite(suite: SuiteConfig, console: Console | None = None) -> dict[str, A
 
     Returns:
         The content of ``suite.json`` (NaN written as None): ``model``, ``seeds``, ``rows`` (one per task:
-        metric, per-seed
-        values, mean, std, baseline) and ``runs`` (every run's metrics).
+        metric, per-seed values, mean, std, baseline) and ``runs`` (every run's metrics).
     """
     from mlmkit.config.loading import config_to_yaml, validate_config
     from mlmkit.io.outputs import write_text_atomic
