@@ -9,7 +9,7 @@ STAMP := $(VENV)/.mlmkit-installed
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-fast lint bench clean
 
 install: $(STAMP)
 
@@ -28,6 +28,10 @@ demo: install
 
 test: install
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+# for local work: everything but the tests marked slow (training loops and whole commands end to end)
+test-fast: install
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

@@ -20,7 +20,22 @@ _HF_HOME = tempfile.mkdtemp(prefix="mlmkit-tests-hf-")
 os.environ["HF_HOME"] = _HF_HOME
 atexit.register(shutil.rmtree, _HF_HOME, True)
 
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
+
+#: folders whose tests run training loops or whole commands end to end; `make test-fast` leaves them
+#: out (with every test marked ``slow`` elsewhere), `make test` and CI run everything
+SLOW_FOLDERS = frozenset({"integration", "study", "teeth"})
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test in a :data:`SLOW_FOLDERS` folder ``slow``."""
+    here = Path(__file__).parent
+    for item in items:
+        parts = Path(str(item.fspath)).resolve().relative_to(here).parts
+        if SLOW_FOLDERS.intersection(parts[:-1]):
+            item.add_marker(pytest.mark.slow)
 
 SUBJECTS = ["the cat", "a dog", "my neighbour", "the old car", "self-driving cars", "our team", "this phone",
             "the electric bus", "a young engineer", "the weather"]

@@ -149,23 +149,3 @@ def test_swap_keeps_weights_logits_and_saved_config(wordpiece_tokenizer, tmp_pat
     assert model.config._attn_implementation == "sdpa"
     model.save_pretrained(tmp_path)
     assert ATTENTION_NAME not in json.dumps(json.loads((tmp_path / "config.json").read_text()))
-
-
-def test_pretrain_with_and_without_fast_dropout(tiny_model_dir, corpus_file, tmp_path):
-    from mlmkit.config import PretrainConfig, load_config
-    from mlmkit.training.pretrain import pretrain
-
-    def run(name, *extra):
-        return pretrain(load_config(PretrainConfig, None, [
-            f"model.name_or_path={tiny_model_dir}", f"data.source={corpus_file}", "data.max_seq_length=32",
-            "data.eval_fraction=0.2", "train.max_steps=6", "train.batch_size=8", "train.lr=3e-3",
-            f"output.dir={tmp_path / name}", *extra]))
-
-    fast, plain = run("fast"), run("plain", "train.fast_dropout=false")
-    # the same evaluation (dropout off), different dropout draws while training, both learning
-    assert fast.before == plain.before
-    assert fast.after["eval_loss"] != plain.after["eval_loss"]
-    for result in (fast, plain):
-        assert result.after["eval_loss"] < result.before["eval_loss"]
-    saved = json.loads((tmp_path / "fast" / "config.json").read_text())
-    assert ATTENTION_NAME not in json.dumps(saved)

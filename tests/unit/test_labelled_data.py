@@ -136,6 +136,7 @@ def test_dataset_defaults():
     assert dataset_defaults("reviews.csv").label_column == "label"
 
 
+@pytest.mark.slow
 def test_embedded_tweets_load_with_three_classes():
     splits = load_labelled_splits(FinetuneDataConfig(max_train_samples=300, max_eval_samples=100), seed=0)
     assert splits.label_names == ["negative", "neutral", "positive"]

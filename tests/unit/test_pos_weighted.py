@@ -313,6 +313,7 @@ def test_state_dict_round_trips_through_json(wordpiece_tokenizer):
         restored.load_state_dict({"loss": [1.0]})
 
 
+@pytest.mark.slow
 def test_strategy_pickles_without_its_spacy_pipeline(strategy):
     assert strategy.nlp is not None
     clone = pickle.loads(pickle.dumps(strategy))

@@ -19,6 +19,7 @@ def _lines(fig):
                              for line in ax.get_lines()] for ax in fig.axes if ax.get_visible()}
 
 
+@pytest.mark.slow
 def test_training_curves_png_is_a_valid_picture(tmp_path):
     import matplotlib.image
 
@@ -53,6 +54,7 @@ def test_finetune_runs_have_no_masking_panel(tmp_path):
     assert lines["Held-out accuracy"] == [("accuracy", [30], [0.75]), ("macro-F1", [30], [0.7])]
 
 
+@pytest.mark.slow
 def test_overlay_of_two_runs_with_labels(tmp_path):
     a = make_pretrain_run(tmp_path / "a" / "mlm")
     b = make_pretrain_run(tmp_path / "b" / "mlm", strategy="whole_word")
@@ -72,6 +74,7 @@ def test_default_labels_tell_same_named_runs_apart(tmp_path):
     assert _short_names([tmp_path / "x", tmp_path / "y"]) == ["x", "y"]
 
 
+@pytest.mark.slow
 def test_other_formats_follow_the_extension(tmp_path):
     run = make_pretrain_run(tmp_path / "mlm")
     assert plot_run_dirs([run], tmp_path / "curves.svg").read_text().lstrip().startswith("<?xml")
