@@ -23,7 +23,10 @@ EXIT_USER_ERROR = 2
 
 def fail(message: str) -> None:
     """Print one red error line on stderr and exit with code 2."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    # escaped: messages name extras such as mlmkit[zh], which rich would read as markup and drop
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_USER_ERROR)
 
 
