@@ -5,6 +5,12 @@ exception is an internal bug and keeps its traceback.
 """
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class UserError(Exception):
     """A problem the user can fix: bad path, unknown key, missing column, no mask token, ..."""
 

@@ -107,11 +107,6 @@ def load_fill_mask_model(name: str, revision: str | None = None, trust_remote_co
     return model, tokenizer
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _check_mlm_head(name: str, model: Any, missing_keys: Iterable[str]) -> None:
     """Refuse checkpoints whose MLM head would be freshly initialised (random predictions)."""
     prefix = f"{model.base_model_prefix}." if model.base_model_prefix else ""

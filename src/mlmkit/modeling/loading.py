@@ -1,29 +1,27 @@
-"""Resolve model names (``embedded``, local directories, Hub names) and load models and tokenizers.
+"""Load models and tokenizers: :func:`load_pretrained` is the ``from_pretrained`` call every command uses.
 
-Every way a model directory can be broken (no ``config.json``, a damaged JSON file, no
-weights, a truncated ``model.safetensors``, a missing shard, the wrong architecture)
-ends in one :class:`~mlmkit.errors.UserError` that names the file: :func:`diagnose_model_dir`
-finds the problem, :func:`model_load_error` turns a failed ``from_pretrained`` into that
-line, and :func:`load_pretrained` is the ``from_pretrained`` call every command uses.
+Any failure ends in one :class:`~mlmkit.errors.UserError` that names the file
+(:mod:`mlmkit.modeling.checks` finds what is wrong with a damaged directory).
 """
 
 from __future__ import annotations
 
-import json
-import zipfile
 from pathlib import Path
 from typing import Any
 
-from mlmkit.config.schema import EMBEDDED
-from mlmkit.errors import UserError
-from mlmkit.modeling.presets import TOKENIZER_FILES
+from mlmkit.errors import UserError, first_line
+from mlmkit.modeling.checks import (
+    JSON_FILES,
+    TOKENIZER_FILES,
+    diagnose_model_dir,
+    json_problem,
+    local_model_dir,
+    model_load_error,
+    read_json_file,
+    resolve_model_name,
+)
+from mlmkit.modeling.presets import MAX_LENGTH, get_preset, is_from_scratch, scratch_config, source_has_tokenizer
 
-#: weight files ``from_pretrained`` reads, in the order it prefers them
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                "pytorch_model.bin.index.json")
-#: JSON files of a model or tokenizer directory; each must parse when present
-JSON_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-              "generation_config.json", "model.safetensors.index.json", "pytorch_model.bin.index.json")
 #: architecture-name endings of fine-tuned task heads (not an encoder or a masked-LM checkpoint)
 TASK_HEAD_SUFFIXES = ("ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering",
                       "ForMultipleChoice")
@@ -32,142 +30,6 @@ HEADS = {"AutoModelForMaskedLM": ("masked-language-model head", "masked-LM"),
          "AutoModelForSequenceClassification": ("sequence-classification head", "sequence-classification")}
 #: model types whose position ids start after the padding id (usable positions = table size - pad id - 1)
 OFFSET_POSITION_TYPES = ("roberta", "xlm-roberta", "camembert", "roberta-prelayernorm", "longformer")
-_DAMAGED = "it is damaged or was only partly copied; copy or save the model again"
-
-
-def resolve_model_name(name: str) -> str:
-    """Map ``embedded`` to the packaged encoder; check that path-like names exist."""
-    if name == EMBEDDED:
-        from mlmkit.data.embedded import embedded_model_dir
-
-        return str(embedded_model_dir())
-    path = Path(name).expanduser()
-    if path.exists():
-        if not path.is_dir() or not (path / "config.json").is_file():
-            raise UserError(f"{name} is not a model directory (no config.json)")
-        return str(path)
-    if name.startswith((".", "/", "~")) or name.count("/") > 1 or name.endswith("/"):
-        raise UserError(f"no such model directory: {name}")
-    return name
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def read_json_file(path: Path) -> Any:
-    """Parse a JSON file of a model directory; a damaged one is a UserError naming it."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path} is not valid JSON ({_first_line(exc)}); {_DAMAGED}") from exc
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from exc
-
-
-def safetensors_problem(path: Path) -> str | None:
-    """Why a ``.safetensors`` file cannot be loaded (truncated, bad header), or None when it looks whole.
-
-    Reads only the header: 8 bytes of length, the JSON header, and the file size, which must
-    equal the end of the last tensor.
-    """
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-        if len(head) < 8:
-            return f"{path} is truncated ({size} bytes, not even a header); {_DAMAGED}"
-        length = int.from_bytes(head, "little")
-        if 8 + length > size:
-            return (f"{path} is truncated or not a safetensors file: its header length field ({length:,} bytes) "
-                    f"exceeds the file ({size:,} bytes); {_DAMAGED}")
-        try:
-            header = json.loads(handle.read(length))
-            ends = [int(meta["data_offsets"][1]) for key, meta in header.items() if key != "__metadata__"]
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-            return f"{path} has a corrupt header ({_first_line(exc)}); {_DAMAGED}"
-    expected = 8 + length + max(ends, default=0)
-    if size < expected:
-        return f"{path} is truncated: it holds {size:,} bytes of the {expected:,} its header describes; {_DAMAGED}"
-    if size > expected:
-        return f"{path} has {size - expected:,} bytes more than its header describes; {_DAMAGED}"
-    return None
-
-
-def _weights_problem(path: Path) -> str | None:
-    present = [name for name in WEIGHT_FILES if (path / name).is_file()]
-    if not present:
-        return (f"{path} has no weights file ({' or '.join(WEIGHT_FILES[::2])}); save the model with "
-                "save_pretrained, or use the directory of a finished `mlmkit pretrain` run")
-    name = present[0]
-    if name.endswith(".index.json"):
-        weight_map = read_json_file(path / name).get("weight_map", {})
-        shards = sorted(set(weight_map.values())) if isinstance(weight_map, dict) else []
-        for shard in shards:
-            if not (path / shard).is_file():
-                return f"{path / shard}, a shard listed in {path / name}, is missing"
-        files = [path / shard for shard in shards]
-    else:
-        files = [path / name]
-    for file in files:
-        if file.suffix == ".safetensors":
-            problem = safetensors_problem(file)
-            if problem:
-                return problem
-        elif not zipfile.is_zipfile(file):  # torch.save writes zip archives; a cut one loses its directory
-            return f"{file} is not a complete PyTorch weights archive; {_DAMAGED}"
-    return None
-
-
-def _json_problem(path: Path, names: tuple[str, ...]) -> str | None:
-    for name in names:
-        if (path / name).is_file():
-            try:
-                read_json_file(path / name)
-            except UserError as exc:
-                return str(exc)
-    return None
-
-
-def diagnose_model_dir(path: str | Path, weights: bool = True) -> str | None:
-    """What is wrong with a local model directory, naming the file; None when nothing is.
-
-    Args:
-        path: The directory.
-        weights: Also check the weight files (a from-scratch run needs only the config).
-    """
-    path = Path(path)
-    if not (path / "config.json").is_file():
-        return f"{path} is not a model directory (no config.json)"
-    problem = _json_problem(path, JSON_FILES)
-    if problem:
-        return problem
-    config = read_json_file(path / "config.json")
-    if not isinstance(config, dict) or not config.get("model_type"):
-        return f"{path / 'config.json'} names no model_type, so transformers cannot tell which model it describes"
-    return _weights_problem(path) if weights else None
-
-
-def local_model_dir(name: str) -> Path | None:
-    """The local directory ``name`` refers to (``embedded`` included), or None for a Hub name."""
-    if name == EMBEDDED:
-        return Path(resolve_model_name(name))
-    path = Path(name).expanduser()
-    return path if path.is_dir() else None
-
-
-def model_load_error(name: str, exc: BaseException, what: str = "model") -> UserError:
-    """Turn a failed ``from_pretrained`` of ``what`` (model, tokenizer, model config) into one clear line."""
-    if isinstance(exc, UserError):
-        return exc
-    directory = local_model_dir(name)
-    if directory is not None:
-        problem = diagnose_model_dir(directory, weights=what == "model")
-        if problem:
-            return UserError(problem)
-        return UserError(f"cannot load the {what} in {directory}: {type(exc).__name__}: {_first_line(exc)}")
-    return UserError(f"cannot load {what} {name!r} (not a local directory, and the Hub load failed: "
-                     f"{_first_line(exc)})")
 
 
 def task_head(config: Any) -> str | None:
@@ -228,17 +90,13 @@ def _tokenizer_error(name: str, path: Path, exc: BaseException) -> UserError:
     """One line for a tokenizer that does not load: the damaged file, or what the library said."""
     if not path.is_dir():
         return model_load_error(name, exc, "tokenizer")
-    problem = _json_problem(path, JSON_FILES[:4])
+    problem = json_problem(path, JSON_FILES[:4])
     if problem:
         return UserError(problem)
     if not any((path / file).is_file() for file in TOKENIZER_FILES):
         return UserError(f"{path} holds no tokenizer (none of {', '.join(TOKENIZER_FILES)}); set model.tokenizer "
                          "or save the tokenizer next to the model")
-    return UserError(f"cannot load the tokenizer in {path}: {type(exc).__name__}: {_first_line(exc)}")
-
-
-def _hub_error(kind: str, name: str, exc: BaseException) -> UserError:
-    return model_load_error(name, exc, kind)
+    return UserError(f"cannot load the tokenizer in {path}: {type(exc).__name__}: {first_line(exc)}")
 
 
 def model_config_dict(model_cfg: Any) -> dict[str, Any] | None:
@@ -250,8 +108,6 @@ def model_config_dict(model_cfg: Any) -> dict[str, Any] | None:
     config cannot be had without the network. ``model.config_overrides`` apply to
     from-scratch models.
     """
-    from mlmkit.modeling.presets import MAX_LENGTH, get_preset, is_from_scratch
-
     overrides = dict(getattr(model_cfg, "config_overrides", None) or {})
     scratch = is_from_scratch(model_cfg)
     if getattr(model_cfg, "preset", None):
@@ -309,7 +165,6 @@ def load_mlm_model(model_cfg: Any) -> tuple[Any, Any, list[str]]:
     """
     from transformers import AutoModelForMaskedLM
 
-    from mlmkit.modeling.presets import build_scratch_model, is_from_scratch
 
     if is_from_scratch(model_cfg):  # presets, config files, overrides; sized to the tokenizer
         return build_scratch_model(model_cfg)
@@ -324,3 +179,30 @@ def load_mlm_model(model_cfg: Any) -> tuple[Any, Any, list[str]]:
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64)
     return model, tokenizer, fresh
+
+
+def build_scratch_model(model_cfg: Any) -> tuple[Any, Any, list[str]]:
+    """``(model, tokenizer, fresh)`` for a randomly initialised MLM model (see :func:`scratch_config`).
+
+    Every weight is fresh, so ``fresh`` names them all.
+    """
+    from transformers import AutoModelForMaskedLM
+
+    if getattr(model_cfg, "preset", None) and not model_cfg.tokenizer:
+        get_preset(model_cfg.preset)
+        raise UserError("a preset has no tokenizer: set model.tokenizer, or run `mlmkit pretrain`, which trains one "
+                        "on the corpus (see the tokenizer section)")
+    if not model_cfg.tokenizer and not source_has_tokenizer(model_cfg.name_or_path):
+        raise UserError(f"{model_cfg.name_or_path} has no tokenizer: set model.tokenizer, or let `mlmkit pretrain` "
+                        "train one")
+    tokenizer = load_tokenizer(model_cfg.tokenizer or model_cfg.name_or_path, model_cfg.revision,
+                               model_cfg.trust_remote_code)
+    config = scratch_config(model_cfg, tokenizer)
+    kwargs: dict[str, Any] = {"trust_remote_code": model_cfg.trust_remote_code}
+    if model_cfg.attn_implementation:
+        kwargs["attn_implementation"] = model_cfg.attn_implementation
+    try:
+        model = AutoModelForMaskedLM.from_config(config, **kwargs)
+    except ValueError as exc:
+        raise UserError(f"cannot build the model: {str(exc).splitlines()[0]}") from exc
+    return model, tokenizer, [name for name, _ in model.named_parameters()]

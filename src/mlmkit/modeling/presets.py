@@ -15,12 +15,11 @@ from typing import Any
 
 from mlmkit.config.presets import PRESETS, Preset, get_preset, preset_names
 from mlmkit.errors import UserError
+from mlmkit.modeling.checks import TOKENIZER_FILES, model_load_error, resolve_model_name
 
 __all__ = ["PRESETS", "Preset", "get_preset", "preset_names"]  # the table lives with the config that names it
 
 #: files whose presence means a directory holds a tokenizer
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
-                   "sentencepiece.bpe.model")
 #: model types whose tokenizers use RoBERTa's special tokens
 ROBERTA_TYPES = ("roberta", "xlm-roberta", "camembert", "roberta-prelayernorm", "longformer")
 #: longest sequence a preset model accepts (special tokens included)
@@ -57,8 +56,6 @@ def _base_config(model_cfg: Any):
     """The architecture config before overrides: a preset, a config file, or a checkpoint's config."""
     from transformers import AutoConfig, BertConfig, RobertaConfig
 
-    from mlmkit.modeling.loading import _hub_error, resolve_model_name
-
     preset_name = getattr(model_cfg, "preset", None)
     if preset_name:
         preset = get_preset(preset_name)
@@ -73,7 +70,7 @@ def _base_config(model_cfg: Any):
         return AutoConfig.from_pretrained(source, revision=model_cfg.revision,
                                           trust_remote_code=model_cfg.trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise _hub_error("model config", name, exc) from exc
+        raise model_load_error(name, exc, "model config") from exc
 
 
 def model_family(model_cfg: Any) -> str:
@@ -120,29 +117,3 @@ def scratch_config(model_cfg: Any, tokenizer: Any):
             and "max_position_embeddings" not in overrides:
         config.max_position_embeddings = MAX_LENGTH + (config.pad_token_id or 0) + 1
     return config
-
-
-def build_scratch_model(model_cfg: Any) -> tuple[Any, Any, list[str]]:
-    """``(model, tokenizer, fresh)`` for a randomly initialised MLM model (see :func:`scratch_config`)."""
-    from transformers import AutoModelForMaskedLM
-
-    from mlmkit.modeling.loading import load_tokenizer
-
-    if getattr(model_cfg, "preset", None) and not model_cfg.tokenizer:
-        get_preset(model_cfg.preset)
-        raise UserError("a preset has no tokenizer: set model.tokenizer, or run `mlmkit pretrain`, which trains one "
-                        "on the corpus (see the tokenizer section)")
-    if not model_cfg.tokenizer and not source_has_tokenizer(model_cfg.name_or_path):
-        raise UserError(f"{model_cfg.name_or_path} has no tokenizer: set model.tokenizer, or let `mlmkit pretrain` "
-                        "train one")
-    tokenizer = load_tokenizer(model_cfg.tokenizer or model_cfg.name_or_path, model_cfg.revision,
-                               model_cfg.trust_remote_code)
-    config = scratch_config(model_cfg, tokenizer)
-    kwargs: dict[str, Any] = {"trust_remote_code": model_cfg.trust_remote_code}
-    if model_cfg.attn_implementation:
-        kwargs["attn_implementation"] = model_cfg.attn_implementation
-    try:
-        model = AutoModelForMaskedLM.from_config(config, **kwargs)
-    except ValueError as exc:
-        raise UserError(f"cannot build the model: {str(exc).splitlines()[0]}") from exc
-    return model, tokenizer, ["all weights (from scratch)"]

@@ -12,7 +12,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from mlmkit.errors import UserError
+from mlmkit.errors import UserError, first_line
 
 #: what never goes to the Hub (fnmatch patterns on paths inside the run directory)
 IGNORE_PATTERNS = ["checkpoints/*", "logs/*", ".*", "*/.*", "__pycache__/*", "*/__pycache__/*"]
@@ -50,11 +50,6 @@ def _network_errors() -> tuple[type[BaseException], ...]:
         except (ImportError, AttributeError):
             continue
     return tuple(errors)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def push_run(run_dir: str | Path, repo_id: str, private: bool = False, revision: str | None = None,
@@ -101,7 +96,7 @@ def push_run(run_dir: str | Path, repo_id: str, private: bool = False, revision:
                                    ignore_patterns=IGNORE_PATTERNS,
                                    commit_message=f"Upload {run.name} with mlmkit")
     except _network_errors() as exc:
-        raise UserError(f"cannot push {run} to {repo_id} on {where}: {_first_line(exc)}") from exc
+        raise UserError(f"cannot push {run} to {repo_id} on {where}: {first_line(exc)}") from exc
     return str(getattr(commit, "commit_url", commit))
 
 

@@ -146,10 +146,10 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
 
     # model, masking and data (the main process prepares the corpus first; the others reuse it)
     model, tokenizer, fresh = load_mlm_model(tokenizer_for_run(cfg, out, accelerator, console))
-    if fresh and main and checkpoint is None:
-        console.print(f"[dim]{len(fresh)} weight tensor(s) not in the checkpoint start fresh "
-                      f"(e.g. {fresh[0]})[/]" if len(fresh) > 1 or "scratch" not in fresh[0] else
-                      "[dim]weights initialised from scratch[/]")
+    if main and checkpoint is None and is_from_scratch(cfg.model):
+        console.print("[dim]weights initialised from scratch[/]")
+    elif main and checkpoint is None and fresh:
+        console.print(f"[dim]{len(fresh)} weight tensor(s) not in the checkpoint start fresh (e.g. {fresh[0]})[/]")
     strategy = build_strategy(cfg.masking)
     schedule = build_schedule(cfg.masking.get("schedule"), strategy.ratio, tcfg.max_steps)
     collator = MaskingCollator(tokenizer, strategy, schedule, seed=tcfg.seed, rank=accelerator.process_index)
