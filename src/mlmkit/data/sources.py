@@ -9,7 +9,9 @@ from __future__ import annotations
 import glob
 import os
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from mlmkit.config.schema import EMBEDDED
 from mlmkit.errors import UserError
@@ -221,3 +223,23 @@ def load_text_corpus(source: str, text_column: str = "text", split: str = "train
     if len(dataset) == 0:
         raise UserError(f"the corpus {source!r} has no non-empty text")
     return dataset
+
+
+def load_corpora(sources: Sequence[str], text_column: str = "text", split: str = "train",
+                 config_name: str | None = None, max_documents: int | None = None):
+    """Load one or more corpora (embedded, local files, Hub names) as one ``text`` dataset.
+
+    With ``max_documents``, the first N documents over all corpora in the order given; corpora
+    after the N-th document are not read.
+    """
+    import datasets
+
+    if not sources:
+        raise UserError("give at least one corpus (a file, a directory, a Hub dataset or 'embedded')")
+    parts: list[Any] = []
+    for source in sources:
+        remaining = None if max_documents is None else max_documents - sum(len(part) for part in parts)
+        if remaining is not None and remaining <= 0:
+            break
+        parts.append(load_text_corpus(source, text_column, split, config_name, remaining))
+    return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)

@@ -179,9 +179,10 @@ def extend_vocabulary_on_corpus(
         overwrite: Replace a non-empty ``output_dir``.
     """
     from mlmkit.config.schema import ModelConfig
+    from mlmkit.data.sources import load_corpora
     from mlmkit.io.outputs import prepare_output_dir, save_pretrained_atomic
     from mlmkit.modeling.loading import load_mlm_model
-    from mlmkit.tokenization.train import iter_text_batches, load_corpora
+    from mlmkit.tokenization.train import iter_text_batches
 
     if add < 1:
         raise UserError(f"--add must be at least 1, got {add}")

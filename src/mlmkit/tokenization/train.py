@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlmkit.data.sources import load_corpora
 from mlmkit.errors import UserError
 
 TOKENIZER_TYPES = ("wordpiece", "bpe", "unigram")
@@ -312,22 +313,6 @@ def train_tokenizer(
     return TrainedTokenizer(tokenizer=tokenizer, type=kind, family=family, requested_vocab_size=vocab_size,
                             target_vocab_size=target, vocab_size=len(tokenizer), documents=documents,
                             seconds=time.perf_counter() - start)
-
-
-def load_corpora(sources: Sequence[str], text_column: str = "text", split: str = "train",
-                 config_name: str | None = None, max_documents: int | None = None):
-    """Load one or more corpora (embedded, local files, Hub names) as one ``text`` dataset."""
-    import datasets
-
-    from mlmkit.data.sources import load_text_corpus
-
-    if not sources:
-        raise UserError("give at least one corpus (a file, a directory, a Hub dataset or 'embedded')")
-    parts = [load_text_corpus(s, text_column, split, config_name) for s in sources]
-    corpus = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
-    if max_documents is not None:
-        corpus = corpus.select(range(min(max_documents, len(corpus))))
-    return corpus
 
 
 def iter_text_batches(corpus, size: int = FEED_BATCH) -> Iterator[list[str]]:
