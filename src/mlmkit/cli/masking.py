@@ -264,6 +264,8 @@ def build_vocab(
     min_pmi: float = typer.Option(0.0, "--min-pmi", help="Keep n-grams whose PMI_n exceeds this."),
     text_column: str = typer.Option("text", "--text-column", help="Text column of csv/json/parquet corpora."),
     max_documents: int = typer.Option(None, "--max-documents", help="Use only the first N documents."),
+    language: str = typer.Option("en", "--language", help="Corpus language (ISO code or auto), as masking.language."),
+    segmenter: str = typer.Option("auto", "--segmenter", help="Word segmenter, as masking.segmenter."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Build the PMI n-gram collocation vocabulary for `masking.name=pmi` (Levine et al., ICLR 2021)."""
@@ -272,7 +274,7 @@ def build_vocab(
     quiet_libraries()
     summary = build_vocab_file(corpora, output, model=model, max_n=max_n, min_count=min_count, size=size,
                                min_pmi=min_pmi, text_column=text_column, max_documents=max_documents,
-                               console=err_console)
+                               console=err_console, language=language, segmenter=segmenter)
     if as_json:
         print_json(summary)
         return

@@ -166,6 +166,11 @@ class PmiMasking(WordMaskingStrategy):
             log.warning("the PMI vocabulary %s was built with a tokenizer that %s, but this one %s; few n-grams "
                         "may match", self.vocab_path, "lowercases" if self.vocabulary.lowercase else "keeps case",
                         "lowercases" if lowercase else "keeps case")
+        built_with = self.vocabulary.meta.get("segmenter")
+        if self.language != "auto" and built_with and built_with != self.segmenter:
+            log.warning("the PMI vocabulary %s was built with words from the %s segmenter, but masking cuts words "
+                        "with %s (masking.language=%s); few n-grams may match: build it with --language %s",
+                        self.vocab_path, built_with, self.segmenter, self.language, self.language)
 
     def token_features(self, texts: list[str], encodings: Any) -> dict[str, list[list[int]]]:
         """``unit_ids``: per token, the word index of the first word of its n-gram unit (-1 on special tokens)."""

@@ -18,7 +18,10 @@ How this module estimates the terms (choices the paper leaves open are marked):
 * Words are the fast tokenizer's words (its pre-tokenizer split, the ``word_ids`` of an
   encoding), spelled through its normalizer (so an uncased tokenizer lowercases) and
   stripped of surrounding whitespace; whitespace-only words are skipped. Masking uses the
-  same procedure (:func:`document_words`), so vocabulary and masking always agree.
+  same procedure (:func:`document_words`), so vocabulary and masking always agree. For
+  scripts without spaces (``--language zh``) words come from the language's segmenter
+  (jieba for Chinese, :mod:`mlmkit.masking.segmentation`), aligned to the tokens as masking
+  aligns them; pre-train with the same ``masking.language``.
 * ``p(u)`` of a k-gram is its count over the number of k-gram positions in the corpus;
   n-grams never cross a document boundary (our choice).
 * Like the paper, n-grams of length 2..5 are candidates when they occur more than
@@ -90,7 +93,7 @@ def document_words(
         normalize: The tokenizer's normaliser (see :func:`word_normalizer`).
 
     Returns:
-        ``(words, ids)``: each word's normalised, stripped spelling and its word index,
+        ``(words, ids)``: each word's normalised spelling, whitespace removed, and its word index,
         in order of appearance. Whitespace-only words (which byte-level and Metaspace
         pre-tokenizers produce for repeated spaces) are left out.
     """
@@ -111,7 +114,9 @@ def document_words(
     words: list[str] = []
     ids: list[int] = []
     for word, start, end in spans:
-        spelled = normalize(text[start:end]).strip()
+        # no whitespace inside a word: BERT's normaliser pads every Han character with spaces, which
+        # would spell a segmented Chinese word "坐  在"
+        spelled = "".join(normalize(text[start:end]).split())
         if spelled:
             words.append(spelled)
             ids.append(word)
@@ -306,9 +311,15 @@ class PmiVocabulary:
 
 
 def read_corpus_words(
-    texts: Iterable[str], tokenizer: Any, advance: Callable[[int], None] | None = None
+    texts: Iterable[str], tokenizer: Any, advance: Callable[[int], None] | None = None,
+    segment: Callable[[str], list[tuple[int, int]]] | None = None,
 ) -> tuple[list[list[int]], list[str]]:
-    """Split documents into words with ``tokenizer``; returns ``(documents as word ids, id -> word)``."""
+    """Split documents into words with ``tokenizer`` (and ``segment``, a word segmenter, when given).
+
+    Returns ``(documents as word ids, id -> word)``.
+    """
+    from mlmkit.masking.segmentation import align_words
+
     if not getattr(tokenizer, "is_fast", False):
         raise UserError("building a PMI vocabulary needs a fast tokenizer (one with a tokenizer.json)")
     normalize = word_normalizer(tokenizer)
@@ -318,7 +329,10 @@ def read_corpus_words(
     def flush(batch: list[str]) -> None:
         encodings = tokenizer(batch, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         for i, text in enumerate(batch):
-            words, _ = document_words(text, encodings.word_ids(i), encodings["offset_mapping"][i], normalize)
+            word_ids, offsets = encodings.word_ids(i), encodings["offset_mapping"][i]
+            if segment is not None:
+                word_ids = align_words(text, segment(text), word_ids, offsets)
+            words, _ = document_words(text, word_ids, offsets, normalize)
             documents.append([index.setdefault(w, len(index)) for w in words])
         if advance is not None:
             advance(len(batch))
@@ -346,6 +360,7 @@ def build_pmi_vocabulary(
     min_pmi: float = 0.0,
     word_splitter: str = "",
     progress: Any = None,
+    segment: Callable[[str], list[tuple[int, int]]] | None = None,
 ) -> PmiVocabulary:
     """Count word n-grams in ``texts`` and keep the top PMI_n collocations of each length.
 
@@ -358,6 +373,7 @@ def build_pmi_vocabulary(
         min_pmi: Keep only n-grams whose PMI_n exceeds this.
         word_splitter: Name of the tokenizer, recorded in the file.
         progress: An optional ``rich.progress.Progress`` to report on.
+        segment: A word segmenter (text -> word character spans) for scripts without spaces.
 
     Returns:
         The vocabulary (``save`` it to write the JSON file).
@@ -371,7 +387,7 @@ def build_pmi_vocabulary(
     n_docs = len(texts)
     reading = progress.add_task("reading words", total=n_docs) if progress is not None else None
     documents, vocabulary = read_corpus_words(
-        texts, tokenizer, (lambda k: progress.advance(reading, k)) if progress is not None else None)
+        texts, tokenizer, (lambda k: progress.advance(reading, k)) if progress is not None else None, segment)
     counting = progress.add_task("counting n-grams", total=max_n) if progress is not None else None
     on_level = (lambda n: progress.update(counting, completed=n)) if progress is not None else None
     counts, totals = count_frequent_ngrams(documents, max_n, min_count, on_level)
@@ -401,6 +417,8 @@ def build_vocab_file(
     split: str = "train",
     max_documents: int | None = None,
     console: Any = None,
+    language: str = "en",
+    segmenter: str = "auto",
 ) -> dict[str, Any]:
     """``mlmkit masking build-vocab``: read corpora, build the PMI vocabulary, write it as JSON.
 
@@ -416,6 +434,9 @@ def build_vocab_file(
         split: Split of Hub datasets.
         max_documents: Use only the first N documents (over all corpora).
         console: ``rich`` console for the progress bars (stderr by default).
+        language: ISO 639 code of the corpus or ``auto``; with ``segmenter`` it decides how words
+            are cut (Chinese: jieba), as ``masking.language`` does when pre-training.
+        segmenter: ``auto``, ``tokenizer``, ``jieba``, ``spacy`` or ``package.module:function``.
 
     Returns:
         A summary: output path, documents, words, entries per length and the top entries.
@@ -435,16 +456,26 @@ def build_vocab_file(
             break
         dataset = load_text_corpus(source, text_column, split, None, remaining)
         texts.extend(dataset[:]["text"])
+    from mlmkit.masking.language import AUTO, detect_language, normalize_language
+    from mlmkit.masking.segmentation import load_segmenter, resolve_segmenter
+
+    language = normalize_language(language)
+    if language == AUTO:
+        language = detect_language(texts[:200])
+    segmenter = resolve_segmenter(segmenter, language)
+    segment = load_segmenter(segmenter, language)
     tokenizer = load_tokenizer(model, require_mask=False)
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=console or Console(stderr=True), transient=False)
     with progress:
         vocabulary = build_pmi_vocabulary(texts, tokenizer, max_n=max_n, min_count=min_count, size=size,
-                                          min_pmi=min_pmi, word_splitter=model, progress=progress)
+                                          min_pmi=min_pmi, word_splitter=model, progress=progress, segment=segment)
     vocabulary.meta["corpora"] = list(corpora)
+    vocabulary.meta.update(language=language, segmenter=segmenter)
     path = vocabulary.save(output)
     return {
         "output": str(path), "documents": vocabulary.documents, "words": vocabulary.words,
+        "language": language, "segmenter": segmenter,
         "entries": {n: len(entries) for n, entries in vocabulary.ngrams.items()},
         "top": {n: [{"ngram": " ".join(words), "pmi": round(score, 3), "count": count}
                     for words, score, count in entries[:5]] for n, entries in vocabulary.ngrams.items()},
