@@ -57,12 +57,15 @@ def run_unit_ids(group_ids: torch.Tensor) -> torch.Tensor:
     """Map each position to the index of the first position of its run (-1 where id < 0).
 
     Runs are maximal stretches of equal non-negative ids, so this works on word ids
-    straight from a fast tokenizer, whatever its sub-word scheme.
+    straight from a fast tokenizer, whatever its sub-word scheme. It runs on every batch,
+    hence the few tensor operations: a run starts where the id changes, and a running
+    maximum carries each start's position to the rest of its run.
     """
-    starts = run_starts(group_ids)
-    positions = torch.arange(group_ids.shape[1], device=group_ids.device).expand_as(group_ids)
-    first = torch.where(starts, positions, torch.zeros_like(positions)).cummax(dim=1).values
-    return torch.where(group_ids >= 0, first, torch.full_like(first, -1))
+    invalid = group_ids < 0
+    previous = torch.nn.functional.pad(group_ids[:, :-1], (1, 0), value=-1)
+    starts = (group_ids != previous) & ~invalid
+    positions = torch.arange(group_ids.shape[1], device=group_ids.device)
+    return (starts * positions).cummax(dim=1).values.masked_fill_(invalid, -1)
 
 
 class MaskingStrategy:

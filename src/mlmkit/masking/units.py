@@ -17,25 +17,12 @@ from __future__ import annotations
 
 import torch
 
-from mlmkit.masking.base import Selection, run_starts
+from mlmkit.masking.base import Selection, run_starts, run_unit_ids
 
 
 def candidate_mask(batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Positions that may be predicted: every real token that is not special (``(B, L)`` bool)."""
     return ~batch["special_tokens_mask"]
-
-
-def first_positions(group_ids: torch.Tensor) -> torch.Tensor:
-    """Map each position to the first position of its run of equal non-negative ids (-1 where id < 0).
-
-    Same result as :func:`~mlmkit.masking.base.run_unit_ids`, in fewer tensor operations
-    (this runs on every batch).
-    """
-    invalid = group_ids < 0
-    previous = torch.nn.functional.pad(group_ids[:, :-1], (1, 0), value=-1)
-    starts = (group_ids != previous) & ~invalid
-    positions = torch.arange(group_ids.shape[1], device=group_ids.device)
-    return (starts * positions).cummax(dim=1).values.masked_fill_(invalid, -1)
 
 
 def word_unit_ids(batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -45,7 +32,7 @@ def word_unit_ids(batch: dict[str, torch.Tensor]) -> torch.Tensor:
     unique per document when packing), so this works for WordPiece, byte-level BPE
     and Unigram alike.
     """
-    return first_positions(batch["word_ids"].masked_fill(batch["special_tokens_mask"], -1))
+    return run_unit_ids(batch["word_ids"].masked_fill(batch["special_tokens_mask"], -1))
 
 
 def word_ranks(unit_ids: torch.Tensor) -> torch.Tensor:
