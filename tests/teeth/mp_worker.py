@@ -1,9 +1,9 @@
-"""One process of a multi-process pre-training run started by tests/teeth/test_multiprocess_equivalence.py.
+"""One process of a multi-process run started by tests/teeth/test_multiprocess_equivalence.py.
 
-Usage (through ``accelerate launch``): ``mp_worker.py synced|unsynced OVERRIDES...``. Runs
-:func:`mlmkit.training.pretrain.pretrain` and then saves this rank's weights as ``rank-<i>.pt`` in
-``output.dir``. ``unsynced`` is the control: every backward pass runs inside DDP's ``no_sync()``, so
-gradients are never averaged across processes (patched here, in the test's worker, not in the library).
+Usage (through ``accelerate launch``): ``mp_worker.py synced|unsynced RANK_DIR MLMKIT_ARGS...``. Runs the
+``mlmkit`` command line in this process, then saves this rank's trained weights as ``RANK_DIR/rank-<i>.pt``.
+``unsynced`` is the control: every backward pass runs inside DDP's ``no_sync()``, so gradients are never
+averaged across processes (patched here, in the test's worker, never in the library).
 """
 
 from __future__ import annotations
@@ -14,41 +14,42 @@ import sys
 from pathlib import Path
 
 
-def main(mode: str, overrides: list[str]) -> None:
+def main(mode: str, rank_dir: str, argv: list[str]) -> None:
     import torch
     from accelerate import Accelerator
 
-    from mlmkit.config import PretrainConfig, load_config
-    from mlmkit.training import pretrain as pretrain_module
+    from mlmkit.cli.app import app
+    from mlmkit.modeling.sparse_head import SparseMLM
 
-    models = []
-    real_evaluate = pretrain_module.evaluate_mlm
+    prepared: list[torch.nn.Module] = []
+    real_prepare = Accelerator.prepare
 
-    def evaluate(model, batches, accelerator=None):
-        models.append(model)
-        return real_evaluate(model, batches, accelerator)
+    def prepare(self, *args, **kwargs):
+        out = real_prepare(self, *args, **kwargs)
+        prepared.extend(o for o in (out if isinstance(out, tuple) else (out,)) if isinstance(o, torch.nn.Module))
+        return out
 
-    pretrain_module.evaluate_mlm = evaluate
+    Accelerator.prepare = prepare
     if mode == "unsynced":
         real_accumulate = Accelerator.accumulate
 
         @contextlib.contextmanager
-        def accumulate_without_sync(self, *wrapped):
-            with real_accumulate(self, *wrapped), contextlib.ExitStack() as stack:
-                for model in wrapped:
+        def accumulate_without_sync(self, *models):
+            with real_accumulate(self, *models), contextlib.ExitStack() as stack:
+                for model in models:
                     stack.enter_context(model.no_sync())
                 yield
 
         Accelerator.accumulate = accumulate_without_sync
     elif mode != "synced":
         raise SystemExit(f"unknown mode {mode!r}")
-    cfg = load_config(PretrainConfig, None, overrides)
-    pretrain_module.pretrain(cfg)
-    rank = int(os.environ.get("RANK", "0"))  # the process group may already be gone after end_training
-    model = models[-1]
-    inner = getattr(model, "module", model).model  # DDP -> SparseMLM -> the transformers model
-    torch.save({k: v.detach().cpu() for k, v in inner.state_dict().items()}, Path(cfg.output.dir) / f"rank-{rank}.pt")
+    app(args=argv, prog_name="mlmkit", standalone_mode=False)
+    model = getattr(prepared[0], "module", prepared[0])  # DDP -> the module it wraps
+    model = model.model if isinstance(model, SparseMLM) else model
+    rank = int(os.environ.get("RANK", "0"))  # the process group may already be gone
+    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save(weights, Path(rank_dir) / f"rank-{rank}.pt")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2:])
+    main(sys.argv[1], sys.argv[2], sys.argv[3:])
