@@ -56,8 +56,15 @@ def test_success_with_json(tiny_model_dir, reviews_csv, tmp_path):
     assert payload["accuracy"] > payload["baseline"]["accuracy"]
     assert set(payload["baseline"]) == {"label", "accuracy", "macro_f1"}
     assert len(payload["confusion_matrix"]) == 2 and sum(map(sum, payload["confusion_matrix"])) == 16
+    # the keyword decides the label: 80 steps learn it, every held-out review right and nothing off the diagonal
+    assert payload["accuracy"] == 1.0 and payload["confusion_matrix"][0][1] == payload["confusion_matrix"][1][0] == 0
     config = json.loads((out / "config.json").read_text())
     assert config["id2label"] == {"0": "bad", "1": "good"}
+    from transformers import pipeline
+
+    classify = pipeline("text-classification", model=str(out))  # the saved model, loaded back
+    assert [classify(f"a dog is {word} today")[0]["label"] for word in ("lovely", "awful", "fine", "sad")] == \
+        ["good", "bad", "good", "bad"]
 
 
 def test_tables_and_overwrite(tiny_model_dir, reviews_csv, tmp_path):

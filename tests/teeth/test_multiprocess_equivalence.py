@@ -26,11 +26,11 @@ import torch
 from teeth_helpers import run_config, run_overrides, save_tiny_model
 
 from conftest import make_corpus
+from mlmkit.io.outputs import read_metrics
 from mlmkit.masking.collator import MaskingCollator
 from mlmkit.training import pretrain as pretrain_module
 from mlmkit.training.launch import LaunchOptions, launch_command
 from mlmkit.training.pretrain import pretrain
-from mlmkit.training.run_dir import read_metrics
 
 STEPS = 6
 TOLERANCE = 2e-5

@@ -26,12 +26,12 @@ from teeth_helpers import (
     wordpiece_words,
 )
 
+from mlmkit.io.outputs import read_metrics
 from mlmkit.masking.content_word import is_content_word, load_word_list
 from mlmkit.masking.pmi_vocab import PmiVocabulary
 from mlmkit.masking.pos_weighted import SPACE_POS, UNKNOWN_POS, UPOS_TAGS
 from mlmkit.masking.schedules import build_schedule
 from mlmkit.training.pretrain import pretrain
-from mlmkit.training.run_dir import read_metrics
 
 STEPS = 4
 NGRAMS = [("morning", "train"), ("quiet", "street"), ("rainy", "afternoons"), ("waits", "for")]

@@ -20,12 +20,12 @@ from typer.testing import CliRunner
 
 from mlmkit.cli.app import app
 from mlmkit.errors import UserError
+from mlmkit.io.outputs import read_metrics
 from mlmkit.masking.collator import MaskingCollator
 from mlmkit.training import pretrain as pretrain_module
 from mlmkit.training.checkpoint import list_checkpoints
 from mlmkit.training.optim import build_optimizer, resolve_mixed_precision
 from mlmkit.training.pretrain import pretrain
-from mlmkit.training.run_dir import read_metrics
 
 #: float32 weights after a few AdamW steps whose gradients differ only by summation order
 REASSOCIATION_ATOL = 1e-5

@@ -81,3 +81,29 @@ def test_schedule_sets_the_ratio_per_step(wordpiece_tokenizer, corpus):
 def test_run_unit_ids():
     words = torch.tensor([[-1, 0, 0, 1, 2, 2, 2, -1, -1]])
     assert run_unit_ids(words).tolist() == [[-1, 1, 1, 3, 4, 4, 4, -1, -1]]
+
+
+def test_mask_random_keep_split_is_80_10_10_within_binomial_bounds(wordpiece_tokenizer, corpus):
+    import math
+
+    strategy = RandomMasking(ratio=0.5)
+    collator = MaskingCollator(wordpiece_tokenizer, strategy, seed=11)
+    padded = collator.pad(_examples(wordpiece_tokenizer, corpus, 200))
+    predicted_total, masked, replaced, kept = 0, 0, 0, 0
+    for step in range(4):
+        out = collator.mask(padded, step)
+        predicted = out["labels"] != IGNORE_INDEX
+        is_mask = out["input_ids"] == wordpiece_tokenizer.mask_token_id
+        same = out["input_ids"] == padded["input_ids"]
+        predicted_total += int(predicted.sum())
+        masked += int((predicted & is_mask).sum())
+        kept += int((predicted & same).sum())
+        replaced += int((predicted & ~is_mask & ~same).sum())
+    # each predicted token: [MASK] w.p. 0.8, a uniform ordinary token w.p. 0.1 (its own id again w.p. 1/V), else kept
+    pool = len(strategy.replacement_ids)
+    expected = {"masked": 0.8, "replaced": 0.1 * (1 - 1 / pool), "kept": 0.1 + 0.1 / pool}
+    for name, count in (("masked", masked), ("replaced", replaced), ("kept", kept)):
+        p = expected[name]
+        band = 5 * math.sqrt(predicted_total * p * (1 - p))  # five standard deviations of Binomial(n, p)
+        assert abs(count - predicted_total * p) <= band, (name, count, predicted_total)
+    assert predicted_total > 2000  # enough draws for the bands (about +-1.3% of n for the 10% shares)
