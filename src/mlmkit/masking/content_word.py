@@ -10,6 +10,7 @@ import torch
 
 from mlmkit.errors import UserError
 from mlmkit.masking.base import Selection, WordMaskingStrategy
+from mlmkit.masking.segmentation import word_spans
 from mlmkit.masking.units import candidate_mask, select_units, word_unit_ids
 
 #: Per-token feature: 1 inside a content word, 0 inside a function word, -1 on special / padding tokens.
@@ -136,14 +137,8 @@ def content_word_feature(
         if words is None:  # slow tokenizer: every ordinary token is its own word
             special = set(tokenizer.all_special_ids) if tokenizer is not None else set()
             words = [None if t in special else i for i, t in enumerate(ids)]
-        spans: dict[int, list[int]] = {}
         if offsets_all is not None:
-            for word, (start, end) in zip(words, offsets_all[index], strict=True):
-                if word is None:
-                    continue
-                span = spans.setdefault(word, [start, end])
-                span[0], span[1] = min(span[0], start), max(span[1], end)
-            word_text = {w: text[s:e] for w, (s, e) in spans.items()}
+            word_text = {w: text[s:e] for w, (s, e) in word_spans(text, words, offsets_all[index]).items()}
         else:
             pieces: dict[int, list[str]] = {}
             tokens = tokenizer.convert_ids_to_tokens(ids) if tokenizer is not None else [str(t) for t in ids]

@@ -202,7 +202,7 @@ def segmented_word_ids(
     return out
 
 
-def word_spans(text: str, word_ids: Sequence[int], offsets: Sequence[Span]) -> dict[int, Span]:
+def word_spans(text: str, word_ids: Sequence[int | None], offsets: Sequence[Span]) -> dict[int, Span]:
     """``{word id: (start, end)}``: the character span every word's tokens cover (special tokens skipped)."""
     spans: dict[int, list[int]] = {}
     for word, (start, end) in zip(word_ids, offsets, strict=True):
