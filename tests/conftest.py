@@ -47,6 +47,15 @@ ENDINGS = [".", "!", " today.", " again.", " every day.", " , surprisingly."]
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on right now (the OS picks it), for multi-process runs."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def make_corpus(n: int = 200, seed: int = 0) -> list[str]:
     """Deterministic toy sentences with repeated words (so tokenizers learn sub-words)."""
     rng = random.Random(seed)

@@ -13,11 +13,12 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
+from conftest import free_port
 from mlmkit.cli import pretrain as pretrain_cli
 from mlmkit.cli.app import app
+from mlmkit.io.outputs import read_metrics
 from mlmkit.training.checkpoint import list_checkpoints
 from mlmkit.training.launch import launch_command, strip_launch_flags
-from mlmkit.training.run_dir import read_metrics
 
 STEPS = 16
 #: after 16 steps the two runs see the same samples in the same order but different random masks
@@ -35,7 +36,7 @@ def _run(args, processes):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "mlmkit", "pretrain", *args]
     if processes > 1:
-        cmd += ["--num-processes", str(processes), "--main-process-port", "29533"]
+        cmd += ["--num-processes", str(processes), "--main-process-port", str(free_port())]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout[proc.stdout.index("{"):])

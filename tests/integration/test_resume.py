@@ -109,6 +109,10 @@ def test_time_budget_stops_cleanly_with_checkpoint(tiny_model_dir, corpus_file, 
     assert result.after["eval_tokens"] > 0
 
 
+def _text(path):
+    return path.read_text() if path.exists() else ""
+
+
 def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tiny_model_dir, corpus_file, tmp_path):
     run = tmp_path / "run"
     proc = subprocess.Popen(
@@ -116,10 +120,11 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tiny_model_dir, corpu
          *_overrides(tiny_model_dir, corpus_file, run, "train.max_steps=100000", "train.checkpoint_every=0")],
         env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    deadline = time.time() + 120
-    while time.time() < deadline and not (run / "metrics.jsonl").exists():
+    # the first training line is written inside the loop, where SIGTERM is caught (the deadline only
+    # guards against a run that never gets there)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and '"split": "train"' not in _text(run / "metrics.jsonl"):
         time.sleep(0.05)
-    time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, err
