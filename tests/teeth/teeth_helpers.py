@@ -50,7 +50,7 @@ def record_masked_batches(monkeypatch) -> list[dict]:
     class RecordingCollator(MaskingCollator):
         def mask(self, batch, step, micro_step=0):
             out = super().mask(batch, step, micro_step)
-            seen.append({"step": step, "micro_step": micro_step, "rank": self.rank,
+            seen.append({"step": step, "micro_step": micro_step, "rank": self.rank, "strategy": self.strategy.name,
                          "padded": {k: v.clone() for k, v in batch.items()},
                          "input_ids": out["input_ids"].clone(), "labels": out["labels"].clone()})
             return out
