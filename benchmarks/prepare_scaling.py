@@ -7,7 +7,8 @@ workers). The baseline of every row is the cold preparation of the same size in 
 warm/cold is the share of the preparation time a run still pays when the corpus is prepared.
 The growth exponent b fits time ~ size^b between the smallest and largest size (1 = linear).
 Peak memory is sampled (every 0.1 s) as the resident memory of the measuring process plus all its
-worker processes together.
+worker processes together, and as its anonymous part (RssAnon: without the pages of memory-mapped
+files, which the kernel can drop at any time).
 
 With --startup, a warm `mlmkit pretrain` (train.max_steps=1) runs on the largest size for every
 strategy and the script reports the seconds from launching the command to: the data being ready
@@ -32,17 +33,22 @@ MEASURE = r"""
 import json, sys, threading, time
 started = time.perf_counter()
 import psutil
-me, peak, done = psutil.Process(), [0], threading.Event()
+me, peak, done = psutil.Process(), [0, 0], threading.Event()
+
+def anonymous(pid):  # resident memory that is not a mapped file (the memory-mapped Arrow files are page cache)
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("RssAnon:"))
 
 def sample():
     while not done.is_set():
-        total = 0
+        total = anon = 0
         for proc in [me, *me.children(recursive=True)]:
             try:
                 total += proc.memory_info().rss
-            except psutil.Error:
+                anon += anonymous(proc.pid)
+            except (psutil.Error, OSError, StopIteration):
                 pass
-        peak[0] = max(peak[0], total)
+        peak[0], peak[1] = max(peak[0], total), max(peak[1], anon)
         done.wait(0.1)
 
 sampler = threading.Thread(target=sample, daemon=True)
@@ -55,7 +61,7 @@ seconds = time.perf_counter() - started
 done.set()
 sampler.join()
 print(json.dumps({"seconds": seconds, "reused": prepared.reused, "tokens": prepared.tokens,
-                  "blocks": len(prepared.blocks), "peak_mb": peak[0] / 2**20}))
+                  "blocks": len(prepared.blocks), "peak_mb": peak[0] / 2**20, "peak_anon_mb": peak[1] / 2**20}))
 """
 
 
@@ -132,7 +138,7 @@ def main() -> None:
     parser.add_argument("--startup", action="store_true", help="Also time a warm pretrain on the largest size.")
     args = parser.parse_args()
 
-    rows, starts, warm_runs = [], [], {}
+    rows, starts = [], []
     with tempfile.TemporaryDirectory(prefix="prepare-scaling-") as tmp:
         folder = Path(tmp)
         files = {k: corpus_file(k, folder, args.corpus) for k in args.sizes}
@@ -150,34 +156,33 @@ def main() -> None:
                              f"data.max_seq_length={args.max_seq_length}", *masking]
                 if args.num_proc:
                     overrides.append(f"data.num_proc={args.num_proc}")
-                if k == max(args.sizes):
-                    warm_runs[strategy] = overrides
                 cold, warm = measure(overrides, env), measure(overrides, env)
                 assert not cold["reused"] and warm["reused"], (cold, warm)
                 rows.append({"strategy": strategy, "size": k, "tokens": cold["tokens"], "cold_s": cold["seconds"],
                              "warm_s": warm["seconds"], "cold_tokens_per_s": cold["tokens"] / cold["seconds"],
                              "warm_over_cold": warm["seconds"] / cold["seconds"], "cold_peak_mb": cold["peak_mb"],
-                             "warm_peak_mb": warm["peak_mb"]})
+                             "cold_peak_anon_mb": cold["peak_anon_mb"], "warm_peak_mb": warm["peak_mb"]})
                 r = rows[-1]
                 print(f"{strategy:>13} x{k:<3} {r['tokens']:>12,} tokens  cold {r['cold_s']:8.1f} s "
-                      f"({r['cold_tokens_per_s']:>9,.0f} tok/s, peak {r['cold_peak_mb']:6.0f} MB)  "
+                      f"({r['cold_tokens_per_s']:>9,.0f} tok/s, peak {r['cold_peak_mb']:6.0f} MB, "
+                      f"anonymous {r['cold_peak_anon_mb']:6.0f} MB)  "
                       f"warm {r['warm_s']:6.1f} s (peak {r['warm_peak_mb']:6.0f} MB)  "
                       f"warm/cold {r['warm_over_cold']:.3f}", flush=True)
-        if args.startup:
-            for strategy, overrides in warm_runs.items():
-                marks = startup(overrides, folder, env)
-                starts.append({"strategy": strategy, "size": max(args.sizes), **marks})
-                seen = {k: marks.get(k, math.nan) for k in ("data_ready_s", "evaluated_s", "first_step_s")}
-                print(f"warm pretrain x{max(args.sizes)} {strategy:>13}: data ready {seen['data_ready_s']:.1f} s, "
-                      f"evaluated {seen['evaluated_s']:.1f} s, first step done {seen['first_step_s']:.1f} s, "
-                      f"command done {marks['total_s']:.1f} s", flush=True)
+                if args.startup and k == max(args.sizes):
+                    marks = startup(overrides, folder, env)
+                    starts.append({"strategy": strategy, "size": k, **marks})
+                    seen = {key: marks.get(key, math.nan) for key in ("data_ready_s", "evaluated_s", "first_step_s")}
+                    print(f"warm pretrain x{k} {strategy:>13}: data ready {seen['data_ready_s']:.1f} s, evaluated "
+                          f"{seen['evaluated_s']:.1f} s, first step done {seen['first_step_s']:.1f} s, command done "
+                          f"{marks['total_s']:.1f} s, prepared corpus reused: {marks.get('reused', False)}", flush=True)
     for strategy in dict.fromkeys(r["strategy"] for r in rows):
         mine = sorted((r for r in rows if r["strategy"] == strategy), key=lambda r: r["size"])
         if len(mine) >= 2:
             small, large = mine[0], mine[-1]
             exponent = math.log(large["cold_s"] / small["cold_s"]) / math.log(large["size"] / small["size"])
             print(f"{strategy}: cold time grows as size^{exponent:.2f} from x{small['size']} to x{large['size']}; "
-                  f"peak memory x{large['cold_peak_mb'] / small['cold_peak_mb']:.2f}")
+                  f"peak memory x{large['cold_peak_mb'] / small['cold_peak_mb']:.2f} "
+                  f"(anonymous x{large['cold_peak_anon_mb'] / small['cold_peak_anon_mb']:.2f})")
     print(json.dumps({"preparation": rows, "startup": starts}))
 
 

@@ -14,9 +14,14 @@ fingerprint of everything the blocks depend on:
   can change them (see :func:`feature_fingerprint`); a strategy without features adds
   nothing, so ``random``, ``whole_word`` and ``span`` share one prepared corpus.
 
-``data.num_proc`` is not part of the key: any process count gives the same blocks.
-Hub datasets are not cached here (their revision is unknown offline); ``datasets`` keeps
-its own cache of them.
+``data.num_proc`` is not part of the key: any process count gives the same blocks. Unset,
+a build uses every core for a big corpus (see :func:`preparation_processes`); each process
+tokenizes and featurizes its share of the documents (for POS tags, its own spaCy pipeline),
+and every batch is written to Arrow files in the build folder as it is produced, so memory
+does not grow with the corpus. ``data.streaming`` is not part of the key either: a streamed
+run reads a matching prepared corpus lazily (:func:`streamed_blocks`), with the same blocks
+in the same order as the raw stream. Hub datasets are not cached here (their revision is
+unknown offline); ``datasets`` keeps its own cache of them.
 
 A directory is built under a temporary name and renamed when complete; its
 ``manifest.json``, written last, lists every file with its size (and a SHA-256 of the

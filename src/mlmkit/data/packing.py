@@ -38,7 +38,9 @@ def tokenize_corpus(dataset, tokenizer, strategy=None, num_proc: int | None = No
     With ``num_proc`` > 1 the documents are split among that many worker processes, each
     tokenizing and computing the strategy's features (a spaCy pipeline, for instance) for its
     share; batches are written to Arrow files as they are produced (``cache_file_name``, else
-    the ``datasets`` cache), so memory does not grow with the corpus.
+    the ``datasets`` cache), so memory does not grow with the corpus. This one level of
+    processes is the parallelism: spaCy's own ``nlp.pipe(n_process=...)`` on top would put
+    ``num_proc`` squared processes on ``num_proc`` cores.
     """
     from transformers.utils import logging as hf_logging
 
