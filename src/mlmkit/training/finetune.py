@@ -39,8 +39,8 @@ from mlmkit.io.progress import training_progress
 from mlmkit.modeling.fast_dropout import use_fast_dropout
 from mlmkit.modeling.loading import load_pretrained, load_tokenizer
 from mlmkit.training.classification_metrics import classification_report, majority_baseline, multi_label_report
+from mlmkit.training.finish import finish_run
 from mlmkit.training.launch import build_accelerator
-from mlmkit.training.model_card import finish_run
 from mlmkit.training.optim import build_lr_scheduler, build_optimizer
 from mlmkit.training.stopping import parse_duration
 from mlmkit.training.tracking import open_metrics_log, reporting_options

@@ -286,23 +286,3 @@ def write_model_card(run_dir: str | Path, repo_id: str | None = None) -> Path:
     path = Path(run_dir).expanduser() / CARD_FILE
     write_text_atomic(path, str(build_model_card(run_dir, repo_id=repo_id)))
     return path
-
-
-def finish_run(run_dir: Path, output: Any, console: Any, results: Any = None) -> None:
-    """What every run does last, on the main process: the report files, then the optional upload.
-
-    Writes ``eval_results.json`` (when ``results``, a result dataclass, is given),
-    ``training_curves.png`` and the model card, then pushes to the Hub if ``output.push_to_hub``.
-    """
-    from dataclasses import asdict
-
-    from mlmkit.io.outputs import write_text_atomic
-    from mlmkit.training.hub import push_after_run
-    from mlmkit.training.run_plots import write_training_curves
-    from mlmkit.training.run_summary import RESULTS_FILE
-
-    if results is not None:
-        write_text_atomic(run_dir / RESULTS_FILE, json.dumps(asdict(results), indent=2) + "\n")
-    write_training_curves(run_dir)
-    write_model_card(run_dir)
-    push_after_run(output, run_dir, console)

@@ -45,9 +45,9 @@ from mlmkit.training.checkpoint import (
     save_checkpoint,
 )
 from mlmkit.training.data_stream import BlockStream
+from mlmkit.training.finish import finish_run
 from mlmkit.training.launch import build_accelerator
 from mlmkit.training.mlm_eval import evaluate_mlm, fixed_eval_batches, most_frequent_token_baseline
-from mlmkit.training.model_card import finish_run
 from mlmkit.training.optim import build_lr_scheduler, build_optimizer
 from mlmkit.training.stopping import (
     LogWindow,
