@@ -27,7 +27,6 @@ def test_the_pipeline_follows_the_language():
     assert "\n" not in message
 
 
-@pytest.mark.slow
 @needs_fr_pipeline
 def test_french_words_get_french_pos_tags():
     tokenizer = trained("fr")
