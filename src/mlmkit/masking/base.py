@@ -164,12 +164,20 @@ class MaskingStrategy:
         self, batch: dict[str, torch.Tensor], ratio: float | None = None, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mask one padded batch; returns ``(corrupted_input_ids, labels)``."""
+        _, corrupted, labels = self.mask_with_selection(batch, ratio, generator)
+        return corrupted, labels
+
+    def mask_with_selection(
+        self, batch: dict[str, torch.Tensor], ratio: float | None = None, generator: torch.Generator | None = None
+    ) -> tuple[Selection, torch.Tensor, torch.Tensor]:
+        """What calling the strategy does, also returning the selection (units included) for previews and tests."""
         if self.mask_token_id is None:
             raise RuntimeError("call bind(tokenizer) before masking")
         generator = generator if generator is not None else torch.Generator().manual_seed(0)
         selection = self.select(batch, self.ratio if ratio is None else float(ratio), generator)
         selection.predicted = selection.predicted & ~batch["special_tokens_mask"]
-        return self.corrupt(batch["input_ids"], selection, generator)
+        corrupted, labels = self.corrupt(batch["input_ids"], selection, generator)
+        return selection, corrupted, labels
 
     # ------------------------------------------------------------------ training feedback and state
     def observe(self, batch: dict[str, torch.Tensor], token_losses: torch.Tensor) -> None:

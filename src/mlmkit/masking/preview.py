@@ -31,11 +31,8 @@ HISTOGRAM_MAX = 10
 def mask_with_selection(
     strategy: MaskingStrategy, batch: dict[str, torch.Tensor], ratio: float, generator: torch.Generator
 ) -> tuple[Selection, torch.Tensor, torch.Tensor]:
-    """What ``strategy(batch, ratio, generator)`` does, also returning the selection (units included)."""
-    selection = strategy.select(batch, ratio, generator)
-    selection.predicted = selection.predicted & ~batch["special_tokens_mask"]
-    corrupted, labels = strategy.corrupt(batch["input_ids"], selection, generator)
-    return selection, corrupted, labels
+    """``strategy.mask_with_selection``: the masking training does, with the selection (units included)."""
+    return strategy.mask_with_selection(batch, ratio, generator)
 
 
 def corruption_kinds(original: torch.Tensor, corrupted: torch.Tensor, predicted: torch.Tensor,
