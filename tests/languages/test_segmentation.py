@@ -128,6 +128,12 @@ def test_missing_jieba_is_one_user_error_naming_the_extra(monkeypatch):
     assert "pip install 'mlmkit[zh]'" in message and "jieba" in message and "\n" not in message
 
 
+@pytest.mark.skipif(importlib.util.find_spec("sudachipy") is not None, reason="sudachipy is installed here")
+def test_japanese_without_sudachipy_fails_when_the_strategy_is_built():
+    with pytest.raises(UserError, match="needs sudachipy: pip install spacy sudachipy sudachidict_core"):
+        build_strategy({"name": "whole_word", "language": "ja"})
+
+
 def test_segmentation_runs_once_per_corpus_and_is_keyed(tmp_path, monkeypatch, zh_tokenizer, preparations):
     from mlmkit.config.schema import PretrainDataConfig
     from mlmkit.data import cache

@@ -45,6 +45,8 @@ TOKENIZER = "tokenizer"
 BUILTIN_SEGMENTERS = (AUTO, TOKENIZER, "jieba", "spacy")
 #: languages written without spaces between words, and the segmenter ``auto`` gives them
 DEFAULT_SEGMENTERS: dict[str, str] = {"zh": "jieba", "ja": "spacy", "th": "spacy"}
+#: modules spaCy's tokenizer of a language needs besides spaCy
+SPACY_TOKENIZER_NEEDS: dict[str, str] = {"ja": "sudachipy", "th": "pythainlp"}
 #: what to install for a segmenter (the optional extra first)
 INSTALL_HINTS: dict[str, str] = {
     "jieba": "pip install 'mlmkit[zh]'",
@@ -79,6 +81,10 @@ def check_segmenter(name: str, language: str) -> None:
                         f"{INSTALL_HINTS['jieba']}")
     if name == "spacy" and importlib.util.find_spec("spacy") is None:
         raise UserError(f"masking.segmenter=spacy needs spaCy: {INSTALL_HINTS['spacy']}")
+    needed = SPACY_TOKENIZER_NEEDS.get(language)
+    if name == "spacy" and needed and importlib.util.find_spec(needed) is None:
+        raise UserError(f"masking.language={language} segments words with spaCy's tokenizer, which needs {needed}: "
+                        f"{INSTALL_HINTS[f'spacy:{language}']}")
 
 
 def _jieba_segmenter() -> Segmenter:
