@@ -10,8 +10,8 @@ import random
 
 import numpy as np
 import pytest
+from tiny_task_models import save_no_dropout_bert
 
-from conftest import build_tiny_bert
 from mlmkit.config.schema import FinetuneConfig, FinetuneDataConfig, ModelConfig, OutputConfig, TrainConfig
 from mlmkit.data.labelled import encode_multi_labels, encode_scores, load_labelled_splits, tokenize_labelled
 from mlmkit.errors import UserError
@@ -26,10 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, wordpiece_tokenizer):
-    path = tmp_path_factory.mktemp("tiny-bert-no-dropout")
-    build_tiny_bert(wordpiece_tokenizer, dropout=0.0).save_pretrained(path)
-    wordpiece_tokenizer.save_pretrained(path)
-    return path
+    return save_no_dropout_bert(tmp_path_factory.mktemp("tiny-bert-no-dropout"), wordpiece_tokenizer)
 
 
 def write_jsonl(path, rows):

@@ -5,9 +5,9 @@ import random
 
 import numpy as np
 import pytest
+from tiny_task_models import save_no_dropout_bert
 from typer.testing import CliRunner
 
-from conftest import build_tiny_bert
 from mlmkit.cli.app import app
 
 runner = CliRunner()
@@ -20,10 +20,7 @@ VERBS = ["likes", "hates", "chases", "ignores", "admires"]
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, wordpiece_tokenizer):
-    path = tmp_path_factory.mktemp("tiny-bert-no-dropout")
-    build_tiny_bert(wordpiece_tokenizer, dropout=0.0).save_pretrained(path)
-    wordpiece_tokenizer.save_pretrained(path)
-    return path
+    return save_no_dropout_bert(tmp_path_factory.mktemp("tiny-bert-no-dropout"), wordpiece_tokenizer)
 
 
 def entity_sentences(n, seed):
