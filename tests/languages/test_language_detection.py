@@ -56,16 +56,21 @@ def test_a_sample_without_letters_is_a_user_error():
 def test_auto_strategy_settles_its_language_on_the_corpus_sample(zh_tokenizer):
     import datasets
 
+    from mlmkit.data.cache import feature_fingerprint
     from mlmkit.data.packing import tokenize_corpus
 
     strategy = build_strategy({"name": "content_word", "language": "auto"})
     strategy.bind(zh_tokenizer)
     assert strategy.language == "auto" and strategy.function_words is None
-    tokenize_corpus(datasets.Dataset.from_dict({"text": read_lines("zh")}), zh_tokenizer, strategy)
+    key = feature_fingerprint(strategy)
+    tokenized = tokenize_corpus(datasets.Dataset.from_dict({"text": read_lines("zh")}), zh_tokenizer, strategy)
     assert strategy.resolved_language == "zh" and strategy.resolved_segmenter == "jieba"
     assert "的" in strategy.function_word_set
-    # the cache key still reads "auto" (the corpus, also in the key, decides the rest)
-    assert strategy.language == "auto"
+    # the prepared corpus holds jieba's words: a two-character word gives two tokens with one word id
+    words = [[w for w in ids if w >= 0] for ids in tokenized["word_ids"]]
+    assert any(len(ids) > len(set(ids)) for ids in words)
+    # the cache key reads "auto" before and after (the corpus, also in the key, decides the rest)
+    assert feature_fingerprint(strategy) == key and key["params"]["language"] == "auto"
 
 
 @pytest.fixture(scope="module")
