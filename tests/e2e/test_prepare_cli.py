@@ -75,3 +75,34 @@ def test_clear_unknown_key_is_a_user_error(tmp_path):
     (tmp_path / "prepared").mkdir()
     result = runner.invoke(app, ["cache", "clear", "nope", "--cache-dir", str(tmp_path / "prepared")])
     assert result.exit_code == 2 and "no prepared corpus 'nope'" in result.output
+
+
+@pytest.mark.slow
+def test_streamed_pretrain_reads_the_prepared_corpus_and_trains_as_on_the_raw_stream(
+        tiny_model_dir, corpus_file, tmp_path, preparations):
+    import shutil
+
+    args = [*_data_args(tiny_model_dir, corpus_file, tmp_path / "prepared"), "data.streaming=true",
+            "data.eval_max_blocks=8"]
+    train = ["train.batch_size=8", "train.max_steps=5", "train.checkpoint_every=2", "--json"]
+    raw = _json(runner.invoke(app, ["pretrain", *args, "data.cache=false", f"output.dir={tmp_path / 'raw'}", *train]))
+    assert preparations == []
+    prepared = _json(runner.invoke(app, ["prepare", *args, "--json"]))  # a streamed recipe can be prepared ahead
+    assert len(preparations) == 1 and not prepared["reused"]
+
+    streamed = runner.invoke(app, ["pretrain", *args, f"output.dir={tmp_path / 'cached'}", *train])
+    assert f"data: streaming the prepared corpus in {prepared['path']}" in streamed.stderr
+    for key in ("before", "after", "final_loss", "steps"):  # the same held-out and training batches
+        assert _json(streamed)[key] == raw[key], key
+
+    # interrupted after step 2 (later checkpoints removed), then resumed: the same run again
+    shutil.copytree(tmp_path / "cached", tmp_path / "resumed")
+    for later in ("step-00000004", "step-00000005"):
+        shutil.rmtree(tmp_path / "resumed" / "checkpoints" / later)
+    resumed = _json(runner.invoke(app, ["pretrain", *args, f"output.dir={tmp_path / 'resumed'}", "--resume", "auto",
+                                        *train]))
+    assert resumed["resumed_from"].endswith("step-00000002")
+    assert len(preparations) == 1  # no run after `prepare` tokenized the corpus
+    # the same weights at the end (final_loss is not compared: a resumed run's loss window starts at the resume)
+    for key in ("after", "steps"):
+        assert resumed[key] == raw[key], key
