@@ -239,12 +239,15 @@ class WordMaskingStrategy(MaskingStrategy):
         from mlmkit.masking.segmentation import TOKENIZER, check_segmenter, resolve_segmenter
 
         self.language = normalize_language(language)
-        self.segmenter = resolve_segmenter(segmenter, self.language) if self.language != AUTO else str(segmenter)
-        if self.language != AUTO:
+        if self.language == AUTO:
+            resolve_segmenter(segmenter, "en")  # a bad name fails now; what "auto" means waits for the language
+            self.segmenter = str(segmenter)
+        else:
+            self.segmenter = resolve_segmenter(segmenter, self.language)
             check_segmenter(self.segmenter, self.language)
         self._detected: str | None = None
         self._segment: Any = None
-        # segmented words travel as the word_ids feature; with auto, until the language is known, they may
+        # segmented words travel as the word_ids feature (with auto they may be segmented: known once detected)
         segments = self.language == AUTO or self.segmenter != TOKENIZER
         self.features = tuple(dict.fromkeys((*type(self).features, *(("word_ids",) if segments else ()))))
 
@@ -280,11 +283,13 @@ class WordMaskingStrategy(MaskingStrategy):
 
     def word_ids(self, texts: list[str], encodings: Any) -> list[list[int]]:
         """The word of every token of a tokenized batch: segmented words, or the tokenizer's (-1 on special tokens)."""
+        from mlmkit.data.packing import word_ids_of
         from mlmkit.masking.segmentation import TOKENIZER, load_segmenter, segmented_word_ids
 
         self.detect_language(texts)
         if self.resolved_segmenter == TOKENIZER:
-            return [[-1 if w is None else int(w) for w in encodings.word_ids(i)] for i in range(len(texts))]
+            special = set(self.tokenizer.all_special_ids) if self.tokenizer is not None else set()
+            return [word_ids_of(encodings, i, ids, special) for i, ids in enumerate(encodings["input_ids"])]
         if self._segment is None:
             self._segment = load_segmenter(self.resolved_segmenter, self.resolved_language)
         return segmented_word_ids(self._segment, texts, encodings)

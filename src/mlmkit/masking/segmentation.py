@@ -191,9 +191,7 @@ def align_words(
     return out
 
 
-def segmented_word_ids(
-    segment: Segmenter, texts: Sequence[str], encodings: Any, tokenizer: Any = None
-) -> list[list[int]]:
+def segmented_word_ids(segment: Segmenter, texts: Sequence[str], encodings: Any) -> list[list[int]]:
     """Per document of a tokenized batch, the segmented word id of every token (-1 on special tokens).
 
     Raises:
