@@ -210,9 +210,11 @@ def predict_eval(model: Any, loader: Any, accelerator: Any, task: str = "single_
         if task == "token":  # rows differ in length between processes: pad before gathering
             outputs = accelerator.pad_across_processes(outputs, dim=1, pad_index=-100)
             labels = accelerator.pad_across_processes(labels, dim=1, pad_index=-100)
-            example_id = accelerator.gather_for_metrics(example_id)
+            outputs, labels, loss, count, example_id = accelerator.gather_for_metrics(
+                (outputs, labels, loss, count, example_id))
             ids.append(example_id.cpu())
-        outputs, labels, loss, count = accelerator.gather_for_metrics((outputs, labels, loss, count))
+        else:
+            outputs, labels, loss, count = accelerator.gather_for_metrics((outputs, labels, loss, count))
         if task == "token":
             predictions.extend(o[r != -100] for o, r in zip(outputs.cpu(), labels.cpu(), strict=True))
             references.extend(r[r != -100] for r in labels.cpu())
