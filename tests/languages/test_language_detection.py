@@ -76,3 +76,18 @@ def test_auto_strategy_settles_its_language_on_the_corpus_sample(zh_tokenizer):
 @pytest.fixture(scope="module")
 def zh_tokenizer():
     return trained("zh")
+
+
+def test_a_mixture_settles_the_language_of_its_word_components(zh_tokenizer):
+    import datasets
+
+    from mlmkit.data.packing import tokenize_corpus
+
+    # the first 200 documents (the sample) are Chinese; the first tokenization batch (1,000) is mostly French
+    texts = (read_lines("zh") * 8)[:200] + read_lines("fr") * 34
+    assert detect_language(texts[:1000]) == "fr"
+    mixture = build_strategy({"name": "mixture", "strategies": [{"name": "random"},
+                                                                 {"name": "whole_word", "language": "auto"}]})
+    mixture.bind(zh_tokenizer)
+    tokenize_corpus(datasets.Dataset.from_dict({"text": texts}), zh_tokenizer, mixture)
+    assert mixture.components[1].resolved_language == "zh"

@@ -75,6 +75,12 @@ class MixtureMasking(MaskingStrategy):
         for component in self.components:
             component.bind(tokenizer)
 
+    def detect_language(self, texts: list[str]) -> None:
+        """Settle ``language=auto`` of the word-based components on a sample of the corpus."""
+        for component in self.components:
+            if callable(getattr(component, "detect_language", None)):
+                component.detect_language(texts)
+
     def token_features(self, texts: list[str], encodings: Any) -> dict[str, list[list[int]]]:
         merged: dict[str, list[list[int]]] = {}
         for component in self.components:
