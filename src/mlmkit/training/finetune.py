@@ -50,8 +50,13 @@ from mlmkit.training.validation import validate_run_config
 PAD_TO_MULTIPLE_OF = 8
 
 
-#: the headline metric of each task (what the suite averages and `compare` reads)
+#: the headline metric of each task (what the suite averages); token tasks with plain tags use accuracy
 PRIMARY_METRIC = {"single_label": "accuracy", "multi_label": "micro_f1", "regression": "pearson", "token": "f1"}
+
+
+def primary_metric(task: str, scoring: str | None = None) -> str:
+    """The headline metric of ``task``: entity F1 for BIO tags, word accuracy for other tag sets (POS)."""
+    return "accuracy" if task == "token" and scoring == "token tags" else PRIMARY_METRIC[task]
 
 
 @dataclass
@@ -272,8 +277,9 @@ def score_outputs(task: str, preds: Any, refs: Any, names: list[str], eval_set: 
     if any(p is None for p in predicted):
         raise RuntimeError("evaluation lost examples")  # gathering must return every example once
     report = token_report(predicted, [[names[t] for t in tags] for tags in gold], names)
-    metrics = {"f1": report["f1"], "accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
-    metrics.update({k: report[k] for k in ("precision", "recall") if k in report})
+    metrics = {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
+    if report["scoring"] == "seqeval entities":  # for plain tags (POS) F1 would only repeat the accuracy
+        metrics.update({k: report[k] for k in ("f1", "precision", "recall")})
     return {"metrics": metrics, "per_class": report["per_class"], "confusion_matrix": [],
             "scoring": report["scoring"]}
 
@@ -474,7 +480,7 @@ def finetune_classifier(cfg: FinetuneConfig, console: Console | None = None) -> 
         per_class=report["per_class"], confusion_matrix=report["confusion_matrix"], eval_source=splits.eval_source,
         data={**splits.stats, **{k: report[k] for k in ("threshold_tuned", "scoring") if k in report}},
         stopped_by_time=stopped_by_time, task=kind, metrics=scores,
-        primary_metric=PRIMARY_METRIC[kind], extra_evals=extra_scores,
+        primary_metric=primary_metric(kind, report.get("scoring")), extra_evals=extra_scores,
     )
     accelerator.wait_for_everyone()
     if main:

@@ -35,7 +35,7 @@ class SuiteTask:
     overrides: list[str] = field(default_factory=list)
     """section.key=value overrides applied to the recipe (sizes, steps, ...)."""
     metric: str | None = None
-    """Metric to report; default: the task's headline metric (accuracy, micro_f1, pearson or f1)."""
+    """Metric to report; default: the task's headline metric (accuracy, micro_f1, pearson, entity f1)."""
 
 
 @dataclass
@@ -135,7 +135,7 @@ def run_suite(suite: SuiteConfig, console: Console | None = None) -> dict[str, A
     """
     from mlmkit.config.loading import config_to_yaml, validate_config
     from mlmkit.io.outputs import write_text_atomic
-    from mlmkit.training.finetune import PRIMARY_METRIC, finetune_classifier
+    from mlmkit.training.finetune import finetune_classifier, primary_metric
 
     console = console or Console(stderr=True)
     if not suite.tasks:
@@ -162,7 +162,7 @@ def run_suite(suite: SuiteConfig, console: Console | None = None) -> dict[str, A
         else:
             console.print(f"[bold]{task.name}[/] seed {seed} ({number}/{len(plans)})")
             result = asdict(finetune_classifier(cfg, console=console))
-        metric = task.metric or PRIMARY_METRIC[result.get("task", "single_label")]
+        metric = task.metric or primary_metric(result.get("task", "single_label"), result["data"].get("scoring"))
         scores = {**{"accuracy": result["accuracy"], "macro_f1": result["macro_f1"]}, **result.get("metrics", {})}
         if metric not in scores:
             raise UserError(f"suite task {task.name!r} asks for metric {metric!r}; the run reports "
