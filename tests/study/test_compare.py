@@ -119,20 +119,25 @@ def test_rerun_skips_finished_runs(reference):
 
 def test_interrupted_study_resumes_the_run_in_progress(recipe, reference, tmp_path, monkeypatch):
     """SIGTERM during the third run: rerunning trains only the two unfinished runs, the third from its checkpoint."""
+    import signal
+
     import mlmkit.training.pretrain as pretrain_module
+    from mlmkit.training.stopping import Stop, StopReason
 
     study = load_study(str(recipe), study_dir=str(tmp_path / "study"))
-    real = pretrain_module._stop_reason
+    real = pretrain_module.agreed_stop
     calls = {"n": 0}
 
     def stop_in_third_run(signals, budget, seconds, accelerator):
         calls["n"] += 1
-        return "signal SIGTERM" if calls["n"] == 4 * 2 + 2 else real(signals, budget, seconds, accelerator)
+        if calls["n"] == 4 * 2 + 2:
+            return Stop(StopReason.SIGNAL, signal.SIGTERM)
+        return real(signals, budget, seconds, accelerator)
 
-    monkeypatch.setattr(pretrain_module, "_stop_reason", stop_in_third_run)
+    monkeypatch.setattr(pretrain_module, "agreed_stop", stop_in_third_run)
     with pytest.raises(TrainingInterrupted, match="run the same mlmkit compare command again"):
         run_study(study)
-    monkeypatch.setattr(pretrain_module, "_stop_reason", real)
+    monkeypatch.setattr(pretrain_module, "agreed_stop", real)
     assert [read_result(r) is not None for r in study.runs] == [True, True, False, False]
     progress = run_study(study)
     assert progress.skipped == ["random/seed-0", "random/seed-1"]

@@ -37,8 +37,22 @@ from typing import Any
 
 import torch
 
+from mlmkit.config.loading import load_config
 from mlmkit.config.schema import ModelConfig, PretrainConfig, PretrainDataConfig
+from mlmkit.data.sources import load_text_corpus
 from mlmkit.errors import UserError
+from mlmkit.evaluation.pll import corpus_pseudo_perplexity, pll_of_ids
+from mlmkit.evaluation.probe import linear_probe
+from mlmkit.masking.collator import MaskingCollator
+from mlmkit.masking.content_word import ContentWordMasking
+from mlmkit.masking.pos_weighted import UPOS_TAGS, PosWeightedMasking
+from mlmkit.masking.random_token import RandomMasking
+from mlmkit.masking.units import word_unit_ids
+from mlmkit.masking.whole_word import WholeWordMasking
+from mlmkit.modeling.loading import load_mlm_model
+from mlmkit.modeling.sparse_head import SparseMLM
+from mlmkit.training.mlm_eval import EVAL_RATIO, EVAL_SEED
+from mlmkit.training.pretrain import build_pretrain_data
 
 #: evaluation families, what each measures, and which training it favours
 FAMILIES: dict[str, tuple[str, str]] = {
@@ -135,8 +149,6 @@ def document_hash(text: str) -> int:
 
 def _tag_held_out(blocks: Any, data: PretrainDataConfig, tokenizer: Any, pos_strategy: Any) -> Any:
     """Add ``pos_ids`` to held-out blocks by tagging only the documents they came from."""
-    from mlmkit.data.sources import load_text_corpus
-
     wanted = {h for row in blocks["doc_hash"] for h in set(row)}
     texts = load_text_corpus(data.source, data.text_column, data.split, data.config_name, data.max_documents)
     chosen = list(dict.fromkeys(t for t in texts["text"] if document_hash(t) in wanted))
@@ -176,9 +188,6 @@ def build_held_out(tokenizer: Any, data: PretrainDataConfig, seed: int, *, word_
         pos: compute UPOS tags with spaCy when a pipeline is installed (held-out documents only).
         spacy_model: the spaCy pipeline; default the POS-weighted strategy's default.
     """
-    from mlmkit.masking.content_word import ContentWordMasking
-    from mlmkit.training.pretrain import build_pretrain_data
-
     strategies: list[Any] = [ContentWordMasking()] if word_classes else []
     pos_strategy = _pos_strategy(spacy_model) if pos else None
     for strategy in [*strategies, pos_strategy]:
@@ -189,8 +198,6 @@ def build_held_out(tokenizer: Any, data: PretrainDataConfig, seed: int, *, word_
     _, eval_blocks, _ = build_pretrain_data(cfg, tokenizer, _FeatureSet(strategies, locate=pos_strategy is not None))
     tags: tuple[str, ...] = ()
     if pos_strategy is not None:
-        from mlmkit.masking.pos_weighted import UPOS_TAGS
-
         eval_blocks = _tag_held_out(eval_blocks, cfg.data, tokenizer, pos_strategy)
         tags = tuple(UPOS_TAGS)
     return HeldOut(blocks=eval_blocks, source=data.source, pos_tags=tags)
@@ -198,8 +205,6 @@ def build_held_out(tokenizer: Any, data: PretrainDataConfig, seed: int, *, word_
 
 def _pos_strategy(spacy_model: str | None) -> Any:
     """A POS-weighted strategy used only for its tagger, or None when no pipeline is installed."""
-    from mlmkit.masking.pos_weighted import PosWeightedMasking
-
     try:
         return PosWeightedMasking(spacy_model=spacy_model) if spacy_model else PosWeightedMasking()
     except (UserError, ValueError, ImportError, OSError):
@@ -208,8 +213,6 @@ def _pos_strategy(spacy_model: str | None) -> Any:
 
 def _masked_batches(blocks: Any, tokenizer: Any, strategy: Any, seed: int, batch_size: int):
     """Pad and mask the blocks once with ``strategy``; yields ``(model_inputs, padded_with_features)``."""
-    from mlmkit.masking.collator import MaskingCollator
-
     collator = MaskingCollator(tokenizer, strategy, seed=seed)
     for index, start in enumerate(range(0, len(blocks), batch_size)):
         rows = blocks.select(range(start, min(start + batch_size, len(blocks))))
@@ -248,9 +251,6 @@ def _accuracy_loss(correct: torch.Tensor, loss: torch.Tensor) -> tuple[float, fl
 def random_token_metrics(wrapped: Any, held: HeldOut, tokenizer: Any, device: torch.device,
                          batch_size: int = 128, by_class: bool = True) -> tuple[dict[str, float], dict[str, Any]]:
     """Masked accuracy / loss / perplexity on pre-training's fixed random-token masks, and the class split."""
-    from mlmkit.masking.random_token import RandomMasking
-    from mlmkit.training.mlm_eval import EVAL_RATIO, EVAL_SEED
-
     keep = [k for k in ("content_word", "pos_ids") if by_class and k in held.blocks.column_names]
     # the same columns as pre-training's evaluation, so the masks are drawn identically
     blocks = held.blocks.select_columns(["input_ids", *keep])
@@ -280,9 +280,6 @@ def random_token_metrics(wrapped: Any, held: HeldOut, tokenizer: Any, device: to
 def whole_word_metrics(wrapped: Any, held: HeldOut, tokenizer: Any, device: torch.device,
                        batch_size: int = 128) -> dict[str, float]:
     """Token and whole-word accuracy on fixed 15% whole-word masks."""
-    from mlmkit.masking.units import word_unit_ids
-    from mlmkit.masking.whole_word import WholeWordMasking
-
     blocks = held.blocks.select_columns(["input_ids", "word_ids"])
     batches = []
     for inputs, padded in _masked_batches(blocks, tokenizer, WholeWordMasking(ratio=0.15), WHOLE_WORD_SEED,
@@ -315,8 +312,6 @@ def word_accuracy(rows: torch.Tensor, units: torch.Tensor, correct: torch.Tensor
 def pll_metrics(model: Any, held: HeldOut, tokenizer: Any, max_sentences: int, batch_size: int = 64,
                 device: torch.device | None = None) -> dict[str, float]:
     """Pseudo-log-likelihood per token and pseudo-perplexity on the first held-out blocks."""
-    from mlmkit.evaluation.pll import corpus_pseudo_perplexity, pll_of_ids
-
     count = min(max_sentences, len(held.blocks))
     sequences = held.blocks.select(range(count))["input_ids"]
     special = set(tokenizer.all_special_ids)
@@ -333,8 +328,6 @@ def evaluate_model(model: Any, tokenizer: Any, held: HeldOut, metrics: Sequence[
                    max_sentences: int = 64, batch_size: int = 128, probe: str | None = None,
                    name: str = "model") -> EvaluationReport:
     """Every requested metric family for a loaded model on prepared held-out blocks."""
-    from mlmkit.modeling.sparse_head import SparseMLM
-
     start = time.perf_counter()
     metrics = check_metrics(metrics)
     report = EvaluationReport(model=name)
@@ -359,8 +352,6 @@ def evaluate_model(model: Any, tokenizer: Any, held: HeldOut, metrics: Sequence[
     if "pll" in metrics:
         report.add("pll", pll_metrics(model, held, tokenizer, max_sentences, device=device))
     if "probe" in metrics or probe:
-        from mlmkit.evaluation.probe import linear_probe
-
         result = linear_probe(model, tokenizer, probe or "embedded")
         report.add("probe", {"probe_accuracy": result["accuracy"], "probe_macro_f1": result["macro_f1"]})
         report.details["probe"] = result
@@ -372,8 +363,6 @@ def evaluate_model(model: Any, tokenizer: Any, held: HeldOut, metrics: Sequence[
 
 def run_data_config(model_dir: str) -> tuple[PretrainDataConfig, int] | None:
     """The data section and seed of an mlmkit run directory (from its ``config.yaml``), if it is one."""
-    from mlmkit.config.loading import load_config
-
     path = Path(model_dir).expanduser() / "config.yaml"
     if not path.is_file():
         return None
@@ -386,8 +375,6 @@ def run_data_config(model_dir: str) -> tuple[PretrainDataConfig, int] | None:
 
 def load_masked_lm(name: str) -> tuple[Any, Any, list[str]]:
     """Load ``(model, tokenizer, newly_initialised_weight_names)`` from a directory, 'embedded' or a Hub name."""
-    from mlmkit.modeling.loading import load_mlm_model
-
     return load_mlm_model(ModelConfig(name_or_path=name))
 
 

@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from mlmkit.modeling.sparse_head import split_mlm_head
+
 
 @dataclass
 class PLLResult:
@@ -61,8 +63,6 @@ def _masked_copies(sequences: Sequence[Sequence[int]], scored: Sequence[Sequence
 
 def _mlm_parts(model: torch.nn.Module):
     """``(encoder_forward, head)`` when the MLM head can be split off, else ``None``."""
-    from mlmkit.modeling.sparse_head import split_mlm_head
-
     return split_mlm_head(model)
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from mlmkit.config.schema import FinetuneDataConfig
+from mlmkit.data.labelled import load_labelled_splits
 
 #: the probe's data split never depends on the run's seed: every arm and seed sees the same examples
 PROBE_SEED = 0
@@ -77,8 +78,6 @@ def linear_probe(model: Any, tokenizer: Any, dataset: str = "embedded", *, train
     from sklearn.metrics import accuracy_score, f1_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-
-    from mlmkit.data.labelled import load_labelled_splits
 
     cfg = FinetuneDataConfig(dataset=dataset, text_column=text_column, label_column=label_column,
                              max_train_samples=train_size, max_eval_samples=eval_size, max_seq_length=max_length)

@@ -26,6 +26,7 @@ from typing import Any, TextIO
 
 from mlmkit.errors import UserError
 from mlmkit.modeling.loading import load_pretrained, load_tokenizer, resolve_model_name
+from mlmkit.modeling.sparse_head import split_mlm_head
 
 log = logging.getLogger(__name__)
 
@@ -317,8 +318,6 @@ def fill_mask(model: Any, tokenizer: Any, texts: str | Sequence[str], top_k: int
             ``top_k`` or ``batch_size`` is below 1, or the targets are empty.
     """
     import torch
-
-    from mlmkit.modeling.sparse_head import split_mlm_head
 
     if isinstance(texts, str):
         texts = [texts]

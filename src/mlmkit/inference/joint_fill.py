@@ -44,6 +44,7 @@ import torch
 
 from mlmkit.errors import UserError
 from mlmkit.inference.fill_mask import MaskedText, encode_masked_texts, mlm_logits, pad_batch, pad_id, replace_spans
+from mlmkit.modeling.sparse_head import split_mlm_head
 
 #: at most this many word-length combinations per text (``max_tokens ** masks``)
 MAX_LENGTH_COMBINATIONS = 256
@@ -255,8 +256,6 @@ def beam_fill(model: Any, problems: Sequence[FillProblem], *, pad_token_id: int,
     Returns:
         Per problem, its finished beams, best first (empty when no allowed filling exists).
     """
-    from mlmkit.modeling.sparse_head import split_mlm_head
-
     model_was_training = model.training
     model.eval()
     parts = split_mlm_head(model)

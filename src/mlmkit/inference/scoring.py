@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mlmkit.errors import UserError
+from mlmkit.evaluation.pll import pseudo_log_likelihood
 
 
 @dataclass
@@ -73,8 +74,6 @@ def score_texts(model: Any, tokenizer: Any, texts: Sequence[str], *, batch_size:
     Raises:
         UserError: No texts, ``batch_size`` below 1, or a text with no token to score.
     """
-    from mlmkit.evaluation.pll import pseudo_log_likelihood
-
     if not texts:
         raise UserError("no text given: pass one or more texts to score")
     if batch_size < 1:

@@ -8,6 +8,8 @@ from typing import Any
 
 from mlmkit.errors import UserError
 from mlmkit.evaluation.masked import FAMILIES, LOWER_IS_BETTER
+from mlmkit.io.outputs import write_text_atomic
+from mlmkit.study.plots import plot_study
 from mlmkit.study.recipe import Study
 from mlmkit.study.runner import collect_results
 from mlmkit.study.stats import compare_arms
@@ -166,9 +168,6 @@ def conclusions(results: dict[str, Any], n_seeds: int) -> list[str]:
 
 def write_report(study: Study, allow_partial: bool = False) -> dict[str, Any]:
     """Gather the finished runs, write ``results.json``, the plots and ``report.md``; returns the results."""
-    from mlmkit.io.outputs import write_text_atomic
-    from mlmkit.study.plots import plot_study
-
     records, missing = collect_results(study)
     if missing and not allow_partial:
         raise UserError(f"{len(missing)} of {len(study.runs)} runs are not finished ({', '.join(missing[:4])}"

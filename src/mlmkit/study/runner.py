@@ -22,8 +22,17 @@ from typing import Any
 
 from rich.console import Console
 
+from mlmkit.config.loading import load_config
+from mlmkit.config.schema import FinetuneConfig
 from mlmkit.errors import UserError
-from mlmkit.study.recipe import Study, StudyRun, shard_runs
+from mlmkit.evaluation.masked import build_held_out, evaluate_model, load_masked_lm
+from mlmkit.io.outputs import read_metrics, write_text_atomic
+from mlmkit.masking.pmi_vocab import build_vocab_file
+from mlmkit.study.recipe import PMI_VOCAB_FILE, Study, StudyRun, shard_runs
+from mlmkit.tokenization.train import RUN_TOKENIZER_DIR, needs_trained_tokenizer, tokenizer_for_run
+from mlmkit.training.checkpoint import list_checkpoints
+from mlmkit.training.finetune import finetune_classifier
+from mlmkit.training.pretrain import pretrain
 from mlmkit.training.stopping import TrainingInterrupted
 
 RESULT_FILE = "result.json"
@@ -69,8 +78,6 @@ def prepare_tokenizer(study: Study, console: Console, train: bool = True) -> str
     """
     import fcntl
 
-    from mlmkit.tokenization.train import RUN_TOKENIZER_DIR, needs_trained_tokenizer, tokenizer_for_run
-
     first = study.runs[0].config
     if not needs_trained_tokenizer(first.model, first.tokenizer):
         return None
@@ -93,9 +100,6 @@ def prepare_pmi_vocabulary(study: Study, console: Console) -> None:
     """
     import fcntl
 
-    from mlmkit.masking.pmi_vocab import build_vocab_file
-    from mlmkit.study.recipe import PMI_VOCAB_FILE
-
     target = study.dir / PMI_VOCAB_FILE
     users = [run for run in study.runs if run.config.masking.get("vocab") == str(target)]
     if not users or target.is_file():
@@ -115,8 +119,6 @@ def prepare_pmi_vocabulary(study: Study, console: Console) -> None:
 
 
 def _has_checkpoint(run_dir: Path) -> bool:
-    from mlmkit.training.checkpoint import list_checkpoints
-
     return run_dir.is_dir() and bool(list_checkpoints(run_dir))
 
 
@@ -127,8 +129,6 @@ class _HeldOutCache:
         self.entries: dict[str, Any] = {}
 
     def get(self, tokenizer: Any, cfg: Any, metrics: list[str]) -> Any:
-        from mlmkit.evaluation.masked import build_held_out
-
         # the vocabulary itself, not the path it was loaded from: every run saves its own copy of the study's tokenizer
         backend = getattr(tokenizer, "backend_tokenizer", None)
         vocabulary = hashlib.sha256(backend.to_str().encode()).hexdigest() if backend is not None else \
@@ -143,10 +143,6 @@ class _HeldOutCache:
 
 def execute_run(study: Study, run: StudyRun, console: Console, cache: _HeldOutCache) -> dict[str, Any]:
     """Pre-train (or resume) one run, evaluate it, run the downstream checks, write ``result.json``."""
-    from mlmkit.evaluation.masked import evaluate_model, load_masked_lm
-    from mlmkit.io.outputs import read_metrics, write_text_atomic
-    from mlmkit.training.pretrain import pretrain
-
     cfg = dataclasses.replace(run.config, train=dataclasses.replace(run.config.train),
                               output=dataclasses.replace(run.config.output))
     resume = _has_checkpoint(run.dir)
@@ -175,10 +171,6 @@ def execute_run(study: Study, run: StudyRun, console: Console, cache: _HeldOutCa
 
 def _finetune(study: Study, run: StudyRun, console: Console) -> dict[str, float]:
     """The expensive downstream check: fine-tune the run's encoder with the study's fine-tuning recipe."""
-    from mlmkit.config.loading import load_config
-    from mlmkit.config.schema import FinetuneConfig
-    from mlmkit.training.finetune import finetune_classifier
-
     overrides = [*study.config.finetune_overrides, f"model.name_or_path={run.dir}",
                  f"output.dir={run.dir / 'finetune'}", "output.overwrite=true", f"train.seed={run.seed}"]
     cfg = load_config(FinetuneConfig, study.config.finetune, overrides, kind="finetune")

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from mlmkit.errors import UserError
+from mlmkit.training.optim import rescale_lr_scheduler
 
 CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "trainer_state.json"
@@ -235,8 +236,6 @@ def load_checkpoint(accelerator: Any, path: Path) -> TrainerState:
     # whatever process count or train.grad_accum wrote the checkpoint (Accelerate restores its micro-batch count)
     accelerator.step = 0
     if state.num_processes != accelerator.num_processes:
-        from mlmkit.training.optim import rescale_lr_scheduler
-
         # written by another number of processes: the LR schedule counts one step per process per optimizer step
         for scheduler in accelerator._schedulers:
             rescale_lr_scheduler(scheduler, state.step, accelerator.num_processes)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mlmkit.errors import UserError, first_line
+from mlmkit.training.model_card import card_repo_id, write_model_card
 
 #: what never goes to the Hub (fnmatch patterns on paths inside the run directory)
 IGNORE_PATTERNS = ["checkpoints/*", "logs/*", ".*", "*/.*", "__pycache__/*", "*/__pycache__/*"]
@@ -102,8 +103,6 @@ def push_run(run_dir: str | Path, repo_id: str, private: bool = False, revision:
 
 def _card_names_repo(run: Path, repo_id: str) -> None:
     """Re-render an mlmkit model card so that its usage snippet loads ``repo_id``."""
-    from mlmkit.training.model_card import card_repo_id, write_model_card
-
     if (run / "README.md").is_file() and (run / "config.yaml").is_file() and card_repo_id(run) != repo_id:
         write_model_card(run, repo_id=repo_id)
 

@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mlmkit.training.optim import resolve_mixed_precision
+
 
 @dataclass
 class LaunchOptions:
@@ -105,8 +107,6 @@ def build_accelerator(grad_accum: int, mixed_precision: str, log_with: list[str]
     import torch
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration
-
-    from mlmkit.training.optim import resolve_mixed_precision
 
     # Accelerate treats a torchrun-style launch as multi-GPU unless told cpu=True
     cpu_processes = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1

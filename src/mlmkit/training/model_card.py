@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mlmkit.io.outputs import write_text_atomic
+from mlmkit.masking.registry import get_strategy_class
 from mlmkit.training.run_summary import RunSummary, load_run, summarize_run
 
 CARD_FILE = "README.md"
@@ -133,8 +135,6 @@ def _masking_recipe(masking: dict[str, Any]) -> list[tuple[str, str]]:
     name = masking.get("name", "random")
     given = {k: v for k, v in masking.items() if k not in ("name", "schedule")}
     try:
-        from mlmkit.masking.registry import get_strategy_class
-
         params = {**get_strategy_class(name).parameters(), **given}
     except Exception:  # a plugin strategy that is not installed here: show what the config says
         params = given
@@ -281,8 +281,6 @@ def build_model_card(run_dir: str | Path, repo_id: str | None = None) -> Any:
 
 def write_model_card(run_dir: str | Path, repo_id: str | None = None) -> Path:
     """Write ``<run_dir>/README.md`` (atomically) from :func:`build_model_card`."""
-    from mlmkit.io.outputs import write_text_atomic
-
     path = Path(run_dir).expanduser() / CARD_FILE
     write_text_atomic(path, str(build_model_card(run_dir, repo_id=repo_id)))
     return path

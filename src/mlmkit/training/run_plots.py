@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mlmkit.errors import UserError
+from mlmkit.training.run_summary import latest_by_step, read_run_metrics
 
 CURVES_FILE = "training_curves.png"
 
@@ -31,8 +32,6 @@ _STYLES = ({"linestyle": "-"}, {"linestyle": "--"}, {"linestyle": ":"})
 
 
 def _series(records: list[dict[str, Any]], split: str, key: str) -> tuple[list[int], list[float]]:
-    from mlmkit.training.run_summary import latest_by_step
-
     points = [(int(r["step"]), float(r[key])) for r in latest_by_step(records, split)
               if isinstance(r.get(key), int | float)]
     return [p[0] for p in points], [p[1] for p in points]
@@ -107,8 +106,6 @@ def plot_runs(runs: Sequence[tuple[str, list[dict[str, Any]]]], output: str | Pa
 def plot_run_dirs(run_dirs: Sequence[str | Path], output: str | Path, labels: Sequence[str] | None = None,
                   title: str | None = None) -> Path:
     """``mlmkit plot``: overlay the curves of several run directories, labelled by directory or ``labels``."""
-    from mlmkit.training.run_summary import read_run_metrics
-
     dirs = [Path(d).expanduser() for d in run_dirs]
     if labels is not None and len(labels) != len(dirs):
         raise UserError(f"--labels gives {len(labels)} name(s) for {len(dirs)} run(s)")

@@ -15,8 +15,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mlmkit.config.loading import config_to_dict
 from mlmkit.errors import UserError
 from mlmkit.io.outputs import MetricsLog
+from mlmkit.training.hub import check_push_settings
 
 #: Accelerate's tracker names and the PyPI package that provides each
 TRACKER_PACKAGES = {
@@ -80,8 +82,6 @@ def reporting_options(cfg: Any) -> dict[str, Any]:
     Also checks the Hub settings (``output.push_to_hub`` needs a valid ``output.hub_repo_id``),
     so a misconfigured upload fails before training rather than after it.
     """
-    from mlmkit.training.hub import check_push_settings
-
     check_push_settings(cfg.output)
     return {"log_with": tracker_names(cfg.train.report_to),
             "logging_dir": str(Path(cfg.output.dir).expanduser() / LOGS_DIR)}
@@ -92,8 +92,6 @@ def flat_config(cfg: Any) -> dict[str, bool | int | float | str | None]:
 
     TensorBoard's hyper-parameter table takes only scalars; other trackers accept them too.
     """
-    from mlmkit.config.loading import config_to_dict
-
     flat: dict[str, Any] = {}
 
     def walk(prefix: str, value: Any) -> None:
