@@ -19,6 +19,7 @@ from mlmkit.cli import tokenizer as tokenizer_cli
 from mlmkit.cli.compare import compare_command
 from mlmkit.cli.evaluate import evaluate_command
 from mlmkit.cli.fill_mask import fill_mask_command
+from mlmkit.cli.launch_options import ARGV_KEY
 from mlmkit.cli.plot import plot_command
 from mlmkit.cli.prepare import prepare_command
 from mlmkit.cli.pretrain import pretrain_command
@@ -35,11 +36,14 @@ class OneLineErrors(TyperGroup):
     top-level options happens in ``make_context``; sub-commands are resolved and parsed in ``invoke``.
     """
 
-    def make_context(self, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
+    def make_context(self, info_name: str | None, args: list[str], *rest: Any, **kwargs: Any) -> Any:  # noqa: D102
+        typed = list(args)  # as the user typed them: training commands hand them on to launched workers
         try:
-            return super().make_context(*args, **kwargs)
+            ctx = super().make_context(info_name, args, *rest, **kwargs)
         except UsageError as exc:
             _usage_error_line(exc)
+        ctx.meta[ARGV_KEY] = typed
+        return ctx
 
     def invoke(self, ctx: Any) -> Any:  # noqa: D102
         try:

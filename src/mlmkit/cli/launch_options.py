@@ -1,9 +1,16 @@
-"""Options shared by the training commands for multi-process and multi-node runs."""
+"""Options shared by the training commands for multi-process and multi-node runs.
+
+They are declared once, here: :func:`with_launch_options` adds them to a command, which
+receives them as one ``launch`` value. A command that asks for more processes than this
+one hands the command line the user typed, without these options, to Accelerate's launcher.
+"""
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -15,6 +22,45 @@ MainProcessIp = Annotated[str | None, typer.Option("--main-process-ip", help="Ad
 MainProcessPort = Annotated[int | None, typer.Option("--main-process-port", help="Port of machine 0.")]
 AccelerateConfig = Annotated[str | None, typer.Option(
     "--accelerate-config", help="Accelerate config file (DDP/FSDP/DeepSpeed), e.g. recipes/accelerate/*.")]
+
+
+#: (parameter, type with its option, default), in the order ``LaunchOptions`` takes them
+LAUNCH_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
+    ("num_processes", NumProcesses, 1),
+    ("num_machines", NumMachines, 1),
+    ("machine_rank", MachineRank, 0),
+    ("main_process_ip", MainProcessIp, None),
+    ("main_process_port", MainProcessPort, None),
+    ("accelerate_config", AccelerateConfig, None),
+)
+#: where the top-level command keeps the arguments as typed (after ``mlmkit``), for the workers
+ARGV_KEY = "mlmkit.argv"
+
+
+def with_launch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the launch options (and the typed command line) to a command; ``fn`` receives them as ``launch``.
+
+    ``fn`` declares ``launch`` (a tuple of the six values, in :data:`LAUNCH_OPTIONS` order)
+    and ``argv`` (the arguments after ``mlmkit`` as the user typed them, launch options
+    removed, or None when the command was not run from a command line).
+    """
+    signature = inspect.signature(fn, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name not in ("launch", "argv")]
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+             for name, kind, default in LAUNCH_OPTIONS]
+    context = inspect.Parameter("typer_context", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from mlmkit.training.launch import strip_launch_flags
+
+        launch = tuple(kwargs.pop(name) for name, _, _ in LAUNCH_OPTIONS)
+        typed = kwargs.pop("typer_context").meta.get(ARGV_KEY)
+        argv = strip_launch_flags(typed) if typed is not None else None
+        return fn(*args, launch=launch, argv=argv, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=[*own, *added, context])  # type: ignore[attr-defined]
+    return wrapper
 
 
 def relaunch_if_needed(argv: list[str], num_processes: int, num_machines: int, machine_rank: int,

@@ -8,32 +8,21 @@ import typer
 from rich.table import Table
 
 from mlmkit.cli.common import err_console, out_console, user_errors
-from mlmkit.cli.launch_options import (
-    AccelerateConfig,
-    MachineRank,
-    MainProcessIp,
-    MainProcessPort,
-    NumMachines,
-    NumProcesses,
-    run_here_or_launch,
-)
+from mlmkit.cli.launch_options import run_here_or_launch, with_launch_options
 
 #: replaced in tests to check the multi-process command line without starting processes
 LAUNCHER: Callable[[list[str]], int] | None = None
 
 
 @user_errors
+@with_launch_options
 def pretrain_command(
     overrides: list[str] = typer.Argument(None, help="Config overrides, e.g. train.max_steps=200 masking.name=random."),
     recipe: str = typer.Option(None, "--recipe", "-r", help="Recipe YAML path or packaged recipe name."),
     resume: str = typer.Option(None, "--resume", help="'auto' (latest checkpoint in output.dir) or a checkpoint path."),
-    num_processes: NumProcesses = 1,
-    num_machines: NumMachines = 1,
-    machine_rank: MachineRank = 0,
-    main_process_ip: MainProcessIp = None,
-    main_process_port: MainProcessPort = None,
-    accelerate_config: AccelerateConfig = None,
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    launch: tuple = (),
+    argv: list[str] | None = None,
 ) -> None:
     """Continue MLM pre-training of an encoder (default: the packaged MiniLM on the packaged tweets)."""
     from mlmkit.config import PretrainConfig, load_config
@@ -42,8 +31,8 @@ def pretrain_command(
     if resume:
         overrides.append(f"train.resume={resume}")
     cfg = load_config(PretrainConfig, recipe, overrides, kind="pretrain")  # validate before launching
-    argv = ["pretrain", *overrides, *(["--recipe", recipe] if recipe else []), *(["--json"] if as_json else [])]
-    launch = (num_processes, num_machines, machine_rank, main_process_ip, main_process_port, accelerate_config)
+    if argv is None:  # called from Python: the workers get the same command from the parsed values
+        argv = ["pretrain", *overrides, *(["--recipe", recipe] if recipe else []), *(["--json"] if as_json else [])]
 
     def work():
         from mlmkit.training.pretrain import pretrain

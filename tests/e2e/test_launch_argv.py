@@ -1,0 +1,20 @@
+"""A training command asked for several processes hands the workers the command line as the user typed it."""
+
+from typer.testing import CliRunner
+
+from mlmkit.cli import pretrain as pretrain_cli
+from mlmkit.cli.app import app
+
+
+def test_workers_get_the_typed_arguments_without_the_launch_options(monkeypatch, tmp_path):
+    seen = []
+    monkeypatch.setattr(pretrain_cli, "LAUNCHER", lambda cmd: seen.append(cmd) or 0)
+    typed = ["pretrain", "-r", "demo", "train.max_steps=5", "--num-processes", "2", "--main-process-port=29999",
+             f"output.dir={tmp_path}", "--resume", "auto", "--accelerate-config", "none.yaml", "--json"]
+    result = CliRunner().invoke(app, typed)
+    assert result.exit_code == 0, result.output
+    (cmd,) = seen
+    # the user's own spelling (short options, option order) reaches the workers; the launcher's options do not
+    assert cmd[cmd.index("mlmkit") + 1:] == ["pretrain", "-r", "demo", "train.max_steps=5", f"output.dir={tmp_path}",
+                                             "--resume", "auto", "--json"]
+    assert cmd[cmd.index("--main_process_port") + 1] == "29999" and cmd[cmd.index("--config_file") + 1] == "none.yaml"
