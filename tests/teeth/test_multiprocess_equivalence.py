@@ -90,6 +90,14 @@ def difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
     return max(float((a[k].float() - b[k].float()).abs().max()) for k in shared)
 
 
+def assert_unsynced_run_differs(root: Path) -> None:
+    """The control: without gradient sync the processes drift apart, and away from the one-process run."""
+    reference = load_weights(root / "one" / "model.safetensors")
+    rank0, rank1 = (load_weights(root / "unsynced" / f"rank-{r}.pt") for r in (0, 1))
+    assert difference(rank0, rank1) > 100 * TOLERANCE
+    assert difference(reference, rank0) > 100 * TOLERANCE
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, wordpiece_tokenizer):
     root = tmp_path_factory.mktemp("mp-equivalence")
@@ -134,10 +142,7 @@ def test_two_processes_evaluate_like_one_process_on_hundreds_of_tokens(runs):
 
 def test_control_without_gradient_sync_differs(runs):
     root, *_ = runs
-    reference = load_weights(root / "one" / "model.safetensors")
-    rank0, rank1 = (load_weights(root / "unsynced" / f"rank-{r}.pt") for r in (0, 1))
-    assert difference(rank0, rank1) > 100 * TOLERANCE
-    assert difference(reference, rank0) > 100 * TOLERANCE
+    assert_unsynced_run_differs(root)
 
 
 def test_two_process_checkpoint_resumes_in_one_process_exactly(runs):
@@ -225,7 +230,4 @@ def test_two_process_finetuning_ends_with_the_weights_of_one_process(finetuned):
 
 def test_two_process_finetuning_without_gradient_sync_differs(finetuned):
     root, *_ = finetuned
-    reference = load_weights(root / "one" / "model.safetensors")
-    rank0, rank1 = (load_weights(root / "unsynced" / f"rank-{r}.pt") for r in (0, 1))
-    assert difference(rank0, rank1) > 100 * TOLERANCE
-    assert difference(reference, rank0) > 100 * TOLERANCE
+    assert_unsynced_run_differs(root)

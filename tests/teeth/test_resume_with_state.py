@@ -88,32 +88,29 @@ def test_kill_9_with_pos_weighted_and_cosine_schedules_resumes_bitwise(killed, m
         (root / "resumed" / "masking_state.json").read_text()
 
 
-@pytest.mark.slow
-def test_resume_that_forgets_the_strategy_state_ends_different(killed, model_dir, corpus_file, monkeypatch):
-    root, _ = killed
-    monkeypatch.setattr(PosWeightedMasking, "load_state_dict", lambda self, state: None)
-    resume_copy(root / "killed", root / "no-strategy-state", model_dir, corpus_file, STATEFUL)
-    assert weight_difference(root / "reference", root / "no-strategy-state") > 1e-4
-    assert (root / "reference" / "masking_state.json").read_text() != \
-        (root / "no-strategy-state" / "masking_state.json").read_text()
-
-
-@pytest.mark.slow
-def test_resume_that_forgets_the_lr_schedule_ends_different(killed, model_dir, corpus_file, monkeypatch):
+def forgotten_state(name: str):
+    """The class whose ``load_state_dict`` a control skips, by the name of the state it forgets."""
     from accelerate.scheduler import AcceleratedScheduler
 
-    root, _ = killed
-    monkeypatch.setattr(AcceleratedScheduler, "load_state_dict", lambda self, state: None)
-    resume_copy(root / "killed", root / "no-lr-state", model_dir, corpus_file, STATEFUL)
-    assert weight_difference(root / "reference", root / "no-lr-state") > 1e-4
+    return {"strategy": PosWeightedMasking, "lr-schedule": AcceleratedScheduler, "ratio-schedule": RatioSchedule}[name]
 
 
 @pytest.mark.slow
-def test_masking_schedule_state_is_rebuilt_from_the_config(killed, model_dir, corpus_file, monkeypatch):
+@pytest.mark.parametrize("forgotten, changes_the_run", [("strategy", True), ("lr-schedule", True),
+                                                         ("ratio-schedule", False)])
+def test_resume_that_forgets_a_state_ends_different_unless_the_config_rebuilds_it(
+        forgotten, changes_the_run, killed, model_dir, corpus_file, monkeypatch):
     root, _ = killed
-    monkeypatch.setattr(RatioSchedule, "load_state_dict", lambda self, state: None)
-    resume_copy(root / "killed", root / "no-schedule-state", model_dir, corpus_file, STATEFUL)
-    assert weight_difference(root / "reference", root / "no-schedule-state") == 0.0
+    monkeypatch.setattr(forgotten_state(forgotten), "load_state_dict", lambda self, state: None)
+    out = root / f"no-{forgotten}-state"
+    resume_copy(root / "killed", out, model_dir, corpus_file, STATEFUL)
+    difference = weight_difference(root / "reference", out)
+    if changes_the_run:
+        assert difference > 1e-4
+    else:  # the ratio schedule's state is its parameters, which the same config rebuilds
+        assert difference == 0.0
+    statistics = [(run / "masking_state.json").read_text() for run in (root / "reference", out)]
+    assert (statistics[0] == statistics[1]) == (not changes_the_run)  # the loss statistics follow the weights
 
 
 MIXTURE = ("masking.name=mixture", "masking.ratio=0.3",
