@@ -280,3 +280,12 @@ def test_mixed_precision_on_cpu_resolves_as_documented(model_dir, corpus_file, t
         fresh_accelerate_state()
     assert torch.bfloat16 in dtypes  # the training step ran under bf16 autocast
     assert weights(tmp_path / "bf16")["bert.embeddings.word_embeddings.weight"].dtype == torch.float32
+
+
+@pytest.mark.parametrize("minutes, expected", [(1e-9, [1, 2, 3, 4]), (60, [4])])
+def test_checkpoint_minutes_saves_when_the_interval_has_passed(minutes, expected, model_dir, corpus_file, tmp_path):
+    # 1e-9 minutes have always passed by the end of a step: a checkpoint after every step (and the final state);
+    # an hour never has in this run: only the final state
+    out = tmp_path / "run"
+    pretrain(run_config(model_dir, corpus_file, out, f"train.checkpoint_minutes={minutes}", "train.keep_checkpoints=0"))
+    assert [int(c.name.split("-")[1]) for c in list_checkpoints(out)] == expected
