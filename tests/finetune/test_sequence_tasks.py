@@ -142,7 +142,7 @@ def score_rows(n, seed):
 def test_scores_must_be_numeric():
     import datasets
 
-    data = datasets.Dataset.from_dict({"text": ["a", "b", "c"], "score": ["1.5", None, 2]})
+    data = datasets.Dataset.from_dict({"text": ["a", "b", "c"], "score": ["1.5", None, "2"]})
     encoded, names = encode_scores(data, "text", "score", "scores")
     assert names == ["score"] and encoded["label"] == [1.5, 2.0]
     with pytest.raises(UserError, match="numeric labels"):
