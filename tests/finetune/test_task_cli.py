@@ -168,3 +168,26 @@ def test_suite_refuses_a_foreign_directory(model_dir, pairs_csv, conll_file, tmp
                                  "--model", str(model_dir), "--output", str(out)])
     assert result.exit_code == 2 and "not empty" in result.output, result.output
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_classify_cli_multi_label_and_regression_tables(model_dir, tmp_path):
+    rows = [{"text": f"the cat saw {w}", "tags": tags, "score": float(len(tags))}
+            for w, tags in (("the train", ["train"]), ("a street", ["street"]), ("both", ["street", "train"]),
+                            ("nothing", []))] * 10
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    common = ["finetune", "classify", "--model", str(model_dir), "--dataset", str(data), "--max-steps", "3", *tiny()]
+    multi = runner.invoke(app, [*common, "--label-column", "tags", "--task", "multi_label", "--output",
+                                str(tmp_path / "multi")])
+    assert multi.exit_code == 0, multi.output
+    for heading in ("micro-F1", "macro-F1", "threshold (tuned on this set)", "per-label report", "street", "train"):
+        assert heading in multi.stdout
+    assert "confusion matrix" not in multi.stdout
+    scores = runner.invoke(app, [*common, "--label-column", "score", "--task", "regression", "--output",
+                                 str(tmp_path / "scores"), "--json"])
+    assert scores.exit_code == 0, scores.output
+    # strict JSON: no NaN (a regression run has no accuracy)
+    payload = json.loads(scores.stdout[scores.stdout.index("{"):], parse_constant=lambda name: pytest.fail(name))
+    assert payload["accuracy"] is None and payload["task"] == "regression" and payload["label_names"] == ["score"]
+    assert set(payload["metrics"]) >= {"pearson", "spearman", "mse", "mae"}
+    assert payload["baseline"]["label"].startswith("mean ")

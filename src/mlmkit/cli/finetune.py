@@ -61,8 +61,8 @@ def _summary_rows(result: Any) -> list[tuple[str, str]]:
     """(name, key) of the metrics to show for the result's task, headline first."""
     metrics = result.metrics or {"accuracy": result.accuracy, "macro_f1": result.macro_f1}
     order = [result.primary_metric, *(k for k in METRIC_LABELS if k != result.primary_metric)]
-    return [(METRIC_LABELS[k], k) for k in order
-            if k in metrics and not (isinstance(metrics[k], float) and math.isnan(metrics[k]))]
+    return [(METRIC_LABELS[k], k) for k in order if k in metrics and metrics[k] is not None
+            and not (isinstance(metrics[k], float) and math.isnan(metrics[k]))]
 
 
 def report_tables(result: Any) -> list[Table]:
@@ -91,7 +91,7 @@ def report_tables(result: Any) -> list[Table]:
         n = len(result.per_class) or 1
         per_class.add_section()
         per_class.add_row("macro average", f"{sum(r['precision'] for r in result.per_class) / n:.4f}",
-                          f"{sum(r['recall'] for r in result.per_class) / n:.4f}", f"{result.macro_f1:.4f}",
+                          f"{sum(r['recall'] for r in result.per_class) / n:.4f}", _score(result.macro_f1),
                           f"{sum(r['support'] for r in result.per_class):,}")
         tables.append(per_class)
     if result.confusion_matrix:

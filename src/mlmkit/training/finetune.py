@@ -65,8 +65,9 @@ class FinetuneResult:
 
     ``accuracy`` and ``macro_f1`` are filled for single-label (as always), multi-label (exact-match
     accuracy, macro-F1 over labels) and token tasks (token accuracy; entity or tag macro-F1);
-    regression leaves them NaN and reports in ``metrics``. ``metrics`` holds every score of the task,
-    ``primary_metric`` names the headline one.
+    regression leaves them None and reports in ``metrics``. ``metrics`` holds every score of the task,
+    ``primary_metric`` names the headline one. Undefined scores (the correlation of a constant) are None,
+    so the ``--json`` output is strict JSON.
     """
 
     output_dir: str
@@ -76,8 +77,8 @@ class FinetuneResult:
     train_seconds: float
     examples_per_second: float
     final_loss: float
-    accuracy: float
-    macro_f1: float
+    accuracy: float | None
+    macro_f1: float | None
     eval_loss: float
     baseline: dict[str, Any]
     per_class: list[dict[str, Any]]
@@ -146,6 +147,13 @@ def _classification_tokenizer(model_cfg: ModelConfig):
                             "to pad with), so batches of different lengths cannot be formed")
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def _nan_to_none(value: Any) -> Any:
+    """NaN -> None in a number or (nested) dict of numbers."""
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def _finite(values: dict[str, Any]) -> dict[str, float]:
@@ -476,11 +484,12 @@ def finetune_classifier(cfg: FinetuneConfig, console: Console | None = None) -> 
         output_dir=str(out), label_names=names, steps=step,
         epochs=round(examples / max(len(train_set), 1), 3), train_seconds=train_seconds,
         examples_per_second=examples / max(train_seconds, 1e-9), final_loss=loss_value,
-        accuracy=scores["accuracy"], macro_f1=scores["macro_f1"], eval_loss=eval_loss, baseline=baseline,
-        per_class=report["per_class"], confusion_matrix=report["confusion_matrix"], eval_source=splits.eval_source,
+        accuracy=_nan_to_none(scores["accuracy"]), macro_f1=_nan_to_none(scores["macro_f1"]), eval_loss=eval_loss,
+        baseline=_nan_to_none(baseline), per_class=report["per_class"], confusion_matrix=report["confusion_matrix"],
+        eval_source=splits.eval_source,
         data={**splits.stats, **{k: report[k] for k in ("threshold_tuned", "scoring") if k in report}},
-        stopped_by_time=stopped_by_time, task=kind, metrics=scores,
-        primary_metric=primary_metric(kind, report.get("scoring")), extra_evals=extra_scores,
+        stopped_by_time=stopped_by_time, task=kind, metrics=_nan_to_none(scores),
+        primary_metric=primary_metric(kind, report.get("scoring")), extra_evals=_nan_to_none(extra_scores),
     )
     accelerator.wait_for_everyone()
     if main:
