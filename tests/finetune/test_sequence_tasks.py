@@ -160,3 +160,26 @@ def test_regression_loop_ranks_the_scores(model_dir, tmp_path):
     assert result.metrics["mse"] < result.baseline["mse"] / 3, (result.metrics, result.baseline)
     saved = json.loads((tmp_path / "out" / "config.json").read_text())
     assert saved["problem_type"] == "regression" and saved["id2label"] == {"0": "score"}
+
+
+def test_extra_eval_splits_reuse_the_tuned_threshold(model_dir, tmp_path, monkeypatch):
+    """A Hub-style dataset (stood in for by in-memory splits): evaluation split plus one more, scored after training."""
+    import datasets
+
+    import mlmkit.data.labelled as labelled
+
+    splits = {name: topic_rows(n, seed) for name, n, seed in (("train", 64, 0), ("validation", 24, 1),
+                                                              ("validation_other", 20, 2))}
+
+    def read_split(cfg, split):
+        rows = splits[split]
+        return datasets.Dataset.from_dict({key: [row[key] for row in rows] for key in rows[0]})
+
+    monkeypatch.setattr(labelled, "_read_split", read_split)
+    cfg = config(model_dir, "toy/topics", tmp_path / "out", steps=2, label_column="labels", task="multi_label",
+                 label_separator=";", eval_split="validation", extra_eval_splits=["validation_other"])
+    result = finetune_classifier(cfg)
+    assert result.eval_source == "validation" and result.data["eval_examples"] == 24
+    extra = result.extra_evals["validation_other"]
+    assert extra["examples"] == 20 and extra["threshold"] == result.metrics["threshold"]
+    assert set(extra) >= {"micro_f1", "macro_f1", "accuracy", "eval_loss"}

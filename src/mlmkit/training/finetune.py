@@ -421,9 +421,9 @@ def finetune_classifier(cfg: FinetuneConfig, console: Console | None = None) -> 
         model, optimizer, train_loader, eval_loader, scheduler, *extra_loaders.values())
     extra_loaders = dict(zip(extra_loaders, extra_prepared, strict=True))
 
-    def evaluate_on(loader: Any, data: Any) -> tuple[dict[str, Any], Any, float]:
+    def evaluate_on(loader: Any, data: Any, threshold: float | None = cfg.data.threshold):
         preds, refs, loss = predict_eval(model, loader, accelerator, kind)
-        return score_outputs(kind, preds, refs, names, data, cfg.data.threshold), refs, loss
+        return score_outputs(kind, preds, refs, names, data, threshold), refs, loss
 
     step, examples, loss_value, stopped_by_time = 0, 0, float("nan"), False
     model.train()
@@ -476,7 +476,8 @@ def finetune_classifier(cfg: FinetuneConfig, console: Console | None = None) -> 
                   **{f"baseline_{k}": v for k, v in _finite(baseline).items() if k != "label"})
     extra_scores = {}
     for name, loader in extra_loaders.items():
-        extra_report, _, extra_loss = evaluate_on(loader, extra_sets[name])
+        # multi-label: the threshold chosen on the evaluation split, not one tuned again on each extra split
+        extra_report, _, extra_loss = evaluate_on(loader, extra_sets[name], scores.get("threshold"))
         extra_scores[name] = {**extra_report["metrics"], "eval_loss": extra_loss, "examples": len(extra_sets[name])}
         metrics.write(step=step, split=f"eval_{name}", **_finite(extra_scores[name]))
 
