@@ -231,3 +231,19 @@ def test_two_process_finetuning_ends_with_the_weights_of_one_process(finetuned):
 def test_two_process_finetuning_without_gradient_sync_differs(finetuned):
     root, *_ = finetuned
     assert_unsynced_run_differs(root)
+
+
+def test_streamed_two_process_run_resumes_only_with_two_processes(tmp_path, wordpiece_tokenizer, corpus_file):
+    from mlmkit.errors import UserError
+
+    model_dir = save_tiny_model(tmp_path / "model", wordpiece_tokenizer)
+    run = tmp_path / "streamed"
+    launch_two("synced", run, ["pretrain", *run_overrides(
+        model_dir, corpus_file, run, "data.streaming=true", "data.eval_max_blocks=8", "train.max_steps=4",
+        "train.checkpoint_every=2", "train.keep_checkpoints=0")])
+    rank0, rank1 = (load_weights(run / f"rank-{r}.pt") for r in (0, 1))
+    assert difference(rank0, rank1) == 0.0  # each process reads its own part of the stream, the update is shared
+    (run / "model.safetensors").unlink()
+    with pytest.raises(UserError, match=r"written by 2 process\(es\); a streamed corpus resumes only with the same"):
+        pretrain(run_config(model_dir, corpus_file, run, "data.streaming=true", "data.eval_max_blocks=8",
+                            "train.max_steps=6", "train.checkpoint_every=2", "train.resume=auto"))
