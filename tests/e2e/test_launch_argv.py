@@ -18,3 +18,18 @@ def test_workers_get_the_typed_arguments_without_the_launch_options(monkeypatch,
     assert cmd[cmd.index("mlmkit") + 1:] == ["pretrain", "-r", "demo", "train.max_steps=5", f"output.dir={tmp_path}",
                                              "--resume", "auto", "--json"]
     assert cmd[cmd.index("--main_process_port") + 1] == "29999" and cmd[cmd.index("--config_file") + 1] == "none.yaml"
+
+
+def test_finetune_commands_forward_their_typed_arguments(monkeypatch, tmp_path):
+    from mlmkit.cli import finetune as finetune_cli
+
+    seen = []
+    monkeypatch.setattr(finetune_cli, "LAUNCHER", lambda cmd: seen.append(cmd) or 0)
+    typed = ["finetune", "classify", "--num-processes=2", "-d", "embedded", "-o", str(tmp_path / "out"),
+             "--max-steps", "3", "train.lr=1e-4"]
+    result = CliRunner().invoke(app, typed)
+    assert result.exit_code == 0, result.output
+    (cmd,) = seen
+    assert cmd[cmd.index("mlmkit") + 1:] == ["finetune", "classify", "-d", "embedded", "-o", str(tmp_path / "out"),
+                                             "--max-steps", "3", "train.lr=1e-4"]
+    assert cmd[cmd.index("--num_processes") + 1] == "2"

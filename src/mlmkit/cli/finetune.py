@@ -10,15 +10,7 @@ import typer
 from rich.table import Table
 
 from mlmkit.cli.common import err_console, out_console, user_errors
-from mlmkit.cli.launch_options import (
-    AccelerateConfig,
-    MachineRank,
-    MainProcessIp,
-    MainProcessPort,
-    NumMachines,
-    NumProcesses,
-    run_here_or_launch,
-)
+from mlmkit.cli.launch_options import run_here_or_launch, with_launch_options
 
 app = typer.Typer(help="Fine-tune an encoder: sentiment, any sequence classification or regression, NER; a suite "
                        "of tasks.", no_args_is_help=True)
@@ -117,15 +109,20 @@ def report_tables(result: Any) -> list[Table]:
 
 
 def _run(command: str, recipe: str | None, options: list[str], overrides: list[str] | None, launch: tuple,
-         as_json: bool) -> None:
-    """Shared body of sentiment / classify / ner: resolve the config, run here or launch, print tables."""
+         as_json: bool, argv: list[str] | None) -> None:
+    """Shared body of sentiment / classify / ner: resolve the config, run here or launch, print tables.
+
+    ``argv`` is the command line as typed, which launched workers get; None (called from Python)
+    rebuilds it from the parsed values.
+    """
     from mlmkit.config import FinetuneConfig, load_config
     from mlmkit.training.finetune import finetune_classifier
 
     all_overrides = options + list(overrides or [])
     cfg = load_config(FinetuneConfig, recipe, all_overrides, kind="finetune")  # validate before launching
-    argv = ["finetune", command, *all_overrides, *(["--recipe", recipe] if recipe else []),
-            *(["--json"] if as_json else [])]
+    if argv is None:
+        argv = ["finetune", command, *all_overrides, *(["--recipe", recipe] if recipe else []),
+                *(["--json"] if as_json else [])]
     result = run_here_or_launch(argv, launch, LAUNCHER, lambda: finetune_classifier(cfg, console=err_console),
                                 as_json)
     if result is None:
@@ -153,6 +150,7 @@ ConfigName = Annotated[str, typer.Option("--config-name", help="Hub dataset conf
 
 @app.command("sentiment")
 @user_errors
+@with_launch_options
 def sentiment(
     overrides: Overrides = None,
     recipe: Recipe = None,
@@ -165,23 +163,19 @@ def sentiment(
     overwrite: Overwrite = None,
     epochs: Epochs = None,
     max_steps: MaxSteps = None,
-    num_processes: NumProcesses = 1,
-    num_machines: NumMachines = 1,
-    machine_rank: MachineRank = 0,
-    main_process_ip: MainProcessIp = None,
-    main_process_port: MainProcessPort = None,
-    accelerate_config: AccelerateConfig = None,
     as_json: AsJson = False,
+    launch: tuple = (),
+    argv: list[str] | None = None,
 ) -> None:
     """Fine-tune an encoder for sentiment (or any single-label) classification and evaluate it."""
     options = option_overrides(model=model, dataset=dataset, text_column=text_column, label_column=label_column,
                                output=output, overwrite=overwrite or None, epochs=epochs, max_steps=max_steps)
-    launch = (num_processes, num_machines, machine_rank, main_process_ip, main_process_port, accelerate_config)
-    _run("sentiment", recipe, options, overrides, launch, as_json)
+    _run("sentiment", recipe, options, overrides, launch, as_json, argv)
 
 
 @app.command("classify")
 @user_errors
+@with_launch_options
 def classify(
     overrides: Overrides = None,
     recipe: Recipe = None,
@@ -204,13 +198,9 @@ def classify(
     overwrite: Overwrite = None,
     epochs: Epochs = None,
     max_steps: MaxSteps = None,
-    num_processes: NumProcesses = 1,
-    num_machines: NumMachines = 1,
-    machine_rank: MachineRank = 0,
-    main_process_ip: MainProcessIp = None,
-    main_process_port: MainProcessPort = None,
-    accelerate_config: AccelerateConfig = None,
     as_json: AsJson = False,
+    launch: tuple = (),
+    argv: list[str] | None = None,
 ) -> None:
     """Fine-tune for sequence classification: one text or a pair; single-label, multi-label or regression."""
     if task is None and (label_separator is not None or threshold is not None):
@@ -219,12 +209,12 @@ def classify(
                                text_pair_column=text_pair_column, label_column=label_column, task=task,
                                label_separator=label_separator, threshold=threshold, output=output,
                                overwrite=overwrite or None, epochs=epochs, max_steps=max_steps)
-    launch = (num_processes, num_machines, machine_rank, main_process_ip, main_process_port, accelerate_config)
-    _run("classify", recipe, options, overrides, launch, as_json)
+    _run("classify", recipe, options, overrides, launch, as_json, argv)
 
 
 @app.command("ner")
 @user_errors
+@with_launch_options
 def ner(
     overrides: Overrides = None,
     recipe: Recipe = None,
@@ -240,20 +230,15 @@ def ner(
     overwrite: Overwrite = None,
     epochs: Epochs = None,
     max_steps: MaxSteps = None,
-    num_processes: NumProcesses = 1,
-    num_machines: NumMachines = 1,
-    machine_rank: MachineRank = 0,
-    main_process_ip: MainProcessIp = None,
-    main_process_port: MainProcessPort = None,
-    accelerate_config: AccelerateConfig = None,
     as_json: AsJson = False,
+    launch: tuple = (),
+    argv: list[str] | None = None,
 ) -> None:
     """Fine-tune for token classification (NER: entity-level seqeval scores; other tags: word accuracy)."""
     options = ["data.task=token", *option_overrides(
         model=model, dataset=dataset, config_name=config_name, text_column=tokens_column, label_column=tags_column,
         output=output, overwrite=overwrite or None, epochs=epochs, max_steps=max_steps)]
-    launch = (num_processes, num_machines, machine_rank, main_process_ip, main_process_port, accelerate_config)
-    _run("ner", recipe, options, overrides, launch, as_json)
+    _run("ner", recipe, options, overrides, launch, as_json, argv)
 
 
 def suite_table(summary: dict[str, Any]) -> Table:
