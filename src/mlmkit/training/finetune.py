@@ -42,7 +42,7 @@ from mlmkit.training.classification_metrics import classification_report, majori
 from mlmkit.training.finish import finish_run
 from mlmkit.training.launch import build_accelerator
 from mlmkit.training.optim import build_lr_scheduler, build_optimizer
-from mlmkit.training.stopping import parse_duration
+from mlmkit.training.stopping import LogWindow, agreed_stop, parse_duration
 from mlmkit.training.tracking import open_metrics_log, reporting_options
 from mlmkit.training.validation import validate_run_config
 
@@ -160,14 +160,6 @@ def _finite(values: dict[str, Any]) -> dict[str, float]:
     """The numeric, finite entries of ``values`` (what a metrics line and a tracker accept)."""
     return {k: v for k, v in values.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
-
-
-def _budget_spent(start: float, budget: float, accelerator: Any) -> bool:
-    """Whether the time budget is used up, decided the same way on every process."""
-    spent = torch.tensor([float(time.perf_counter() - start >= budget)], device=accelerator.device)
-    if accelerator.num_processes > 1:
-        spent = accelerator.gather(spent).max()
-    return bool(spent.item())
 
 
 def _total_steps(cfg: FinetuneConfig, updates_per_epoch: int) -> int:
@@ -427,8 +419,8 @@ def finetune_classifier(cfg: FinetuneConfig, console: Console | None = None) -> 
 
     step, examples, loss_value, stopped_by_time = 0, 0, float("nan"), False
     model.train()
-    start = time.perf_counter()
-    window_examples, window_start, window_loss = 0, start, []
+    window = LogWindow(tcfg.log_every, total_steps)
+    start = window.start
     with training_progress(console, enabled=main) as progress:
         task = progress.add_task("finetune", total=total_steps, stats="")
         while step < total_steps and not stopped_by_time:
@@ -443,26 +435,25 @@ def finetune_classifier(cfg: FinetuneConfig, console: Console | None = None) -> 
                     optimizer.zero_grad(set_to_none=True)
                 n_examples = int(batch["labels"].shape[0]) * accelerator.num_processes
                 examples += n_examples
-                window_examples += n_examples
-                window_loss.append(loss.detach())
+                window.units += n_examples
+                window.losses.append(loss.detach())
                 if not accelerator.sync_gradients:
                     continue
                 step += 1
-                if step % tcfg.log_every == 0 or step == total_steps or step == 1:
-                    loss_value = accelerator.reduce(torch.stack(window_loss).mean(), reduction="mean").item()
+                if window.due(step):
                     now = time.perf_counter()
-                    rate = window_examples / max(now - window_start, 1e-9)
+                    loss_value, rate = window.close(accelerator, now)
                     lr = scheduler.get_last_lr()[0]
                     metrics.write(step=step, split="train", loss=loss_value, lr=lr, examples_per_s=round(rate, 2))
                     progress.update(task, stats=f"loss {loss_value:.3f}  lr {lr:.2e}  {rate:,.1f} ex/s")
-                    window_examples, window_start, window_loss = 0, now, []
                 progress.update(task, completed=step)
                 if tcfg.eval_every and step % tcfg.eval_every == 0 and step < total_steps:
                     report, _, eval_loss = evaluate_on(eval_loader, eval_set)
                     metrics.write(step=step, split="eval", **_finite(report["metrics"]), eval_loss=eval_loss)
                 if step >= total_steps:
                     break
-                if budget is not None and _budget_spent(start, budget, accelerator):
+                # the same decision on every process, so they all stop at this step
+                if budget is not None and agreed_stop(None, budget, time.perf_counter() - start, accelerator):
                     stopped_by_time = True
                     break
     train_seconds = time.perf_counter() - start
