@@ -55,7 +55,7 @@ def sample():
 sampler = threading.Thread(target=sample, daemon=True)
 sampler.start()
 from mlmkit.config import PretrainConfig, load_config
-from mlmkit.data.cache import prepare_for_config
+from mlmkit.training.prepare import prepare_for_config
 cfg = load_config(PretrainConfig, None, sys.argv[1:], kind="pretrain")
 prepared = prepare_for_config(cfg)
 seconds = time.perf_counter() - started

@@ -8,8 +8,9 @@ import math
 import pytest
 from language_data import TEXTS, trained
 
+from mlmkit.data.pos_tagging import default_spacy_model
 from mlmkit.errors import UserError
-from mlmkit.masking.pos_weighted import UPOS_TAGS, default_spacy_model
+from mlmkit.masking.pos_weighted import UPOS_TAGS
 from mlmkit.masking.registry import build_strategy
 
 needs_fr_pipeline = pytest.mark.skipif(

@@ -25,7 +25,7 @@ def prepare_command(
     Uses data.num_proc processes, or all cores when it is unset (the blocks are the same either way).
     """
     from mlmkit.config import PretrainConfig, load_config
-    from mlmkit.data.cache import prepare_for_config
+    from mlmkit.training.prepare import prepare_for_config
 
     cfg = load_config(PretrainConfig, recipe, list(overrides or []), kind="pretrain")
     started = time.perf_counter()

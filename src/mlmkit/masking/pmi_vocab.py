@@ -444,18 +444,10 @@ def build_vocab_file(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from mlmkit.data.sources import load_text_corpus
+    from mlmkit.data.sources import load_corpora
     from mlmkit.modeling.loading import load_tokenizer
 
-    if not corpora:
-        raise UserError("give at least one corpus ('embedded', local files or a Hub dataset name)")
-    texts: list[str] = []
-    for source in corpora:
-        remaining = None if max_documents is None else max_documents - len(texts)
-        if remaining is not None and remaining <= 0:
-            break
-        dataset = load_text_corpus(source, text_column, split, None, remaining)
-        texts.extend(dataset[:]["text"])
+    texts: list[str] = load_corpora(corpora, text_column, split, None, max_documents)["text"]
     from mlmkit.masking.language import AUTO, detect_language, normalize_language
     from mlmkit.masking.segmentation import load_segmenter, resolve_segmenter
 
