@@ -6,9 +6,9 @@ import pytest
 import yaml
 
 from mlmkit.config import PretrainConfig, load_config
+from mlmkit.io.outputs import read_metrics
 from mlmkit.masking.token_weighted import build_weights_file
 from mlmkit.training.pretrain import pretrain
-from mlmkit.training.run_dir import read_metrics
 
 
 def write_recipe(path, model_dir, corpus_file, out, masking: dict) -> str:

@@ -7,9 +7,9 @@ import pytest
 from mlmkit.config import PretrainConfig, load_config
 from mlmkit.config.schema import ModelConfig, TokenizerTrainConfig
 from mlmkit.errors import UserError
+from mlmkit.io.outputs import read_metrics
 from mlmkit.tokenization.train import needs_trained_tokenizer, tokenizer_for_run
 from mlmkit.training.pretrain import pretrain
-from mlmkit.training.run_dir import read_metrics
 
 # bert-tiny made smaller still, so a few dozen steps take seconds
 SMALLER = ("model.config_overrides={hidden_size: 32, num_attention_heads: 2, intermediate_size: 64, "
