@@ -65,7 +65,7 @@ def test_finetune_card(tmp_path):
     assert _metrics(card) == {"accuracy": 0.8125, "f1": 0.7625}
     assert "| accuracy | 0.4000 | 0.8125 |" in card.text and "| macro-F1 | 0.1900 | 0.7625 |" in card.text
     assert "| neutral | 0.7500 | 0.5000 | 0.6000 | 40 |" in card.text
-    assert "mlmkit finetune sentiment --recipe config.yaml" in card.text
+    assert "mlmkit finetune classify --recipe config.yaml" in card.text
     assert 'pipeline("text-classification"' in card.text
     assert f"`{mlm}` (itself derived from `{EMBEDDED_BASE_MODEL}`)" in card.text
 
@@ -80,3 +80,33 @@ def test_finetune_card(tmp_path):
 ])
 def test_base_model(model, expected):
     assert base_model_of(model) == expected
+
+
+def _as_task(run, task, metrics, baseline):
+    import json
+
+    results = json.loads((run / "eval_results.json").read_text())
+    results.update(task=task, metrics=metrics, baseline=baseline, per_class=[], confusion_matrix=[])
+    (run / "eval_results.json").write_text(json.dumps(results))
+
+
+def test_token_and_regression_cards_name_their_pipeline_and_metrics(tmp_path):
+    token = make_finetune_run(tmp_path / "ner", "embedded", accuracy=0.9)
+    _as_task(token, "token", {"f1": 0.71, "precision": 0.7, "recall": 0.72, "accuracy": 0.9},
+             {"label": "O", "f1": 0.0, "accuracy": 0.8})
+    card = ModelCard.load(write_model_card(token))
+    assert card.data.to_dict()["pipeline_tag"] == "token-classification"
+    shown = {(m["type"], m.get("config")): m["value"]
+             for m in card.data.to_dict()["model-index"][0]["results"][0]["metrics"]}
+    assert shown == {("f1", None): 0.71, ("precision", None): 0.7, ("recall", None): 0.72, ("accuracy", None): 0.9,
+                     ("f1", "macro"): 0.85}  # macro-F1 over tags, as the run logged it
+    assert 'pipeline("token-classification"' in card.text and "| F1 | 0.0000 | 0.7100 |" in card.text
+    assert "mlmkit finetune ner --recipe config.yaml" in card.text
+
+    regression = make_finetune_run(tmp_path / "stsb", "embedded", accuracy=0.0)
+    _as_task(regression, "regression", {"pearson": 0.83, "spearman": 0.81, "mse": 0.6, "accuracy": None},
+             {"label": "mean", "mse": 2.1})
+    card = ModelCard.load(write_model_card(regression))
+    assert card.data.to_dict()["pipeline_tag"] == "text-classification"
+    assert {"pearsonr": 0.83, "spearmanr": 0.81, "mse": 0.6} == _metrics(card)
+    assert 'function_to_apply="none"' in card.text and "Pearson r 0.8300" in card.text

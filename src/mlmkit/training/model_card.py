@@ -10,6 +10,7 @@ can be written again at any time, e.g. by ``mlmkit push`` to name the repository
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +172,54 @@ def _mask_token(run: Path) -> str:
     return "[MASK]"
 
 
+#: per fine-tuning task: the Hub pipeline, words for the card, the metrics shown (label, key, Hub metric
+#: type, metric config), and how to use the model
+FINETUNE_CARDS: dict[str, dict[str, Any]] = {
+    "single_label": {
+        "pipeline": "text-classification", "task_name": "Text classification", "noun": "A sequence classifier",
+        "baseline": "always predicting the most frequent training class", "command": "classify",
+        "metrics": [("accuracy", "accuracy", "accuracy", None), ("macro-F1", "macro_f1", "f1", "macro")],
+        "usage": 'classify = pipeline("text-classification", model="{model}")\nclassify("I love my new electric car.")',
+    },
+    "multi_label": {
+        "pipeline": "text-classification", "task_name": "Multi-label text classification",
+        "noun": "A multi-label classifier", "baseline": "always predicting the most frequent training labels",
+        "command": "classify",
+        "metrics": [("micro-F1", "micro_f1", "f1", "micro"), ("macro-F1", "macro_f1", "f1", "macro")],
+        "usage": 'classify = pipeline("text-classification", model="{model}", top_k=None)\n'
+                 'classify("I love my new electric car.")  # a sigmoid score per label',
+    },
+    "regression": {
+        "pipeline": "text-classification", "task_name": "Text regression", "noun": "A regression model",
+        "baseline": "always predicting the training mean", "command": "classify",
+        "metrics": [("Pearson r", "pearson", "pearsonr", None), ("Spearman rho", "spearman", "spearmanr", None),
+                    ("MSE", "mse", "mse", None)],
+        "usage": 'score = pipeline("text-classification", model="{model}", function_to_apply="none")\n'
+                 'score("I love my new electric car.")  # the predicted value',
+    },
+    "token": {
+        "pipeline": "token-classification", "task_name": "Token classification", "noun": "A token classifier",
+        "baseline": "always predicting the most frequent training tag", "command": "ner",
+        "metrics": [("F1", "f1", "f1", None), ("precision", "precision", "precision", None),
+                    ("recall", "recall", "recall", None), ("accuracy", "accuracy", "accuracy", None),
+                    ("macro-F1", "macro_f1", "f1", "macro")],
+        "usage": 'tag = pipeline("token-classification", model="{model}", aggregation_strategy="simple")\n'
+                 'tag("Alice flew from Paris to Berlin on Monday.")',
+    },
+}
+
+
+def _finite_scores(values: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in values.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
+
+
+def _shorten_labels(labels: list[str], limit: int = 8) -> str:
+    if not labels:
+        return "labels"
+    return ", ".join(labels[:limit]) + (f", ... ({len(labels)} in all)" if len(labels) > limit else "")
+
+
 def build_model_card(run_dir: str | Path, repo_id: str | None = None) -> Any:
     """The :class:`huggingface_hub.ModelCard` of a run directory.
 
@@ -240,10 +289,14 @@ def build_model_card(run_dir: str | Path, repo_id: str | None = None) -> Any:
     else:
         labels = results.get("label_names") or []
         data = results.get("data") or {}
+        task = FINETUNE_CARDS.get(results.get("task", "single_label"), FINETUNE_CARDS["single_label"])
+        after = {**summary.after, **_finite_scores(results.get("metrics") or {})}
+        before = {**summary.before, **_finite_scores(results.get("baseline") or {})}
+        shown = [row for row in task["metrics"] if row[1] in after]
+        headline = ", ".join(f"{label} {_fmt(after[key])}" for label, key, _, _ in shown[:2]) or "no score"
         fields.update(
-            summary=f"A sequence classifier ({', '.join(labels) or 'labels'}) fine-tuned by mlmkit from {origin}. "
-                    f"Accuracy {_fmt(summary.after.get('accuracy'))}, macro-F1 {_fmt(summary.after.get('macro_f1'))} "
-                    f"on {results.get('eval_source', 'the evaluation set')}.",
+            summary=f"{task['noun']} ({_shorten_labels(labels)}) fine-tuned by mlmkit from {origin}. "
+                    f"{headline[0].upper() + headline[1:]} on {results.get('eval_source', 'the evaluation set')}.",
             recipe=None,
             training=[f"data: {_data_description(summary)}"
                       + (f"; {data['train_examples']:,} training and {data['eval_examples']:,} evaluation examples"
@@ -251,26 +304,22 @@ def build_model_card(run_dir: str | Path, repo_id: str | None = None) -> Any:
                       f"{steps}" + (f", {results['epochs']:g} epochs" if "epochs" in results else "") + f" ({batch})",
                       *([f"throughput: {sum(rates) / len(rates):,.1f} examples/s on average"] if rates else []),
                       *([f"training time: {results['train_seconds']:,.1f} s"] if "train_seconds" in results else [])],
-            results_intro=f"On {results.get('eval_source', 'the evaluation set')}, next to always predicting the "
-                          f"most frequent training class ('{(results.get('baseline') or {}).get('label', '?')}'):",
-            before_label="majority baseline", after_label="fine-tuned",
-            results=[(label, _fmt(summary.before.get(key)), _fmt(summary.after.get(key)))
-                     for label, key in (("accuracy", "accuracy"), ("macro-F1", "macro_f1"))],
-            usage=f'from transformers import pipeline\n\nclassify = pipeline("text-classification", '
-                  f'model="{load_from}")\nclassify("I love my new electric car.")',
-            command="mlmkit finetune sentiment --recipe config.yaml",
+            results_intro=f"On {results.get('eval_source', 'the evaluation set')}, next to {task['baseline']} "
+                          f"('{(results.get('baseline') or {}).get('label', '?')}'):",
+            before_label="baseline", after_label="fine-tuned",
+            results=[(label, _fmt(before.get(key)), _fmt(after.get(key))) for label, key, _, _ in shown],
+            usage=f'from transformers import pipeline\n\n{task["usage"].format(model=load_from)}',
+            command=f"mlmkit finetune {task['command']} --recipe config.yaml",
         )
-        eval_results = [EvalResult(task_type="text-classification", task_name="Text classification",
+        eval_results = [EvalResult(task_type=task["pipeline"], task_name=task["task_name"],
                                    dataset_type=dataset_type,
                                    dataset_name=str(results.get("eval_source", summary.data)),
-                                   metric_type=metric, metric_name=name, metric_config=config_name,
-                                   metric_value=round(summary.after[key], 6))
-                        for metric, name, key, config_name in (("accuracy", "accuracy", "accuracy", None),
-                                                               ("f1", "macro-F1", "macro_f1", "macro"))
-                        if key in summary.after]
-        tags = ["mlmkit", "text-classification"]
+                                   metric_type=metric, metric_name=label, metric_config=config_name,
+                                   metric_value=round(after[key], 6))
+                        for label, key, metric, config_name in shown]
+        tags = ["mlmkit", task["pipeline"]]
     card_data = ModelCardData(
-        library_name="transformers", pipeline_tag="fill-mask" if pretrain else "text-classification",
+        library_name="transformers", pipeline_tag="fill-mask" if pretrain else task["pipeline"],
         base_model=base, datasets=[data_id] if data_id else None, tags=tags,
         language="en" if summary.data == "embedded" else None,
         model_name=fields["title"], eval_results=eval_results or None,
