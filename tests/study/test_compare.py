@@ -220,3 +220,30 @@ def test_fingerprint_counts_what_makes_a_run(recipe, tmp_path):
     assert _fingerprint(other) != run.fingerprint
     longer = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=5))
     assert _fingerprint(longer) != run.fingerprint
+
+
+def test_suite_downstream_check(recipe, tmp_path, corpus_file):
+    """A study with a fine-tuning suite: each task's headline score per run, compared like the other metrics."""
+    labelled = tmp_path / "labels.csv"
+    lines = corpus_file.read_text().splitlines()[:80]
+    labelled.write_text("text,label\n" + "\n".join(f"\"{t}\",{'pos' if 'likes' in t else 'neg'}" for t in lines))
+    finetune = tmp_path / "ft.yaml"
+    finetune.write_text(f"""# tiny fine-tuning
+model: {{name_or_path: placeholder, attn_implementation: null}}
+data: {{dataset: {labelled}, max_seq_length: 32, eval_fraction: 0.25}}
+train: {{max_steps: 2, batch_size: 8, lr: 1.0e-3, log_every: 1}}
+""")
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(f"# one task\ntasks:\n  - name: likes\n    recipe: {finetune}\n")
+    study = load_study(str(recipe), [f"suite={suite}", "seeds=[5]", "train.max_steps=2"],
+                       study_dir=str(tmp_path / "study"))
+    run_study(study)
+    for run in study.runs:
+        record = read_result(run)
+        assert set(record["finetune"]) == {"suite_likes_accuracy"}
+        summary = json.loads((run.dir / "suite" / "suite.json").read_text())
+        assert summary["seeds"] == [5] and summary["model"] == str(run.dir)  # the run's own encoder and seed
+        assert record["finetune"]["suite_likes_accuracy"] == summary["rows"][0]["mean"]
+    results = write_report(study)
+    assert results["families"]["suite_likes_accuracy"] == "finetune"
+    assert results["arms"]["random"]["suite_likes_accuracy"]["n"] == 1

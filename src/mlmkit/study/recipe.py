@@ -70,6 +70,9 @@ class StudyConfig:
     """Optional expensive downstream check: a fine-tuning recipe run on every arm and seed."""
     finetune_overrides: list[str] = field(default_factory=list)
     """Overrides for that fine-tuning recipe (e.g. [train.num_epochs=1])."""
+    suite: str | None = None
+    """Optional downstream suite (``mlmkit finetune suite`` recipe: packaged name or path) run on every arm
+    and seed's encoder with the run's seed; each task's headline score is compared like the other metrics."""
     dir: str | None = None
     """Study directory (default: runs/compare/<recipe name>)."""
     checkpoint_every: int | None = None

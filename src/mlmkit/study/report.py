@@ -131,7 +131,8 @@ def render_markdown(results: dict[str, Any], plots: list[str]) -> str:
         if desc:
             lines.append(f"- **{family}**: {desc['masks']} — {desc['bias']}.")
         elif family == "finetune":
-            lines.append("- **finetune**: full fine-tuning with the study's fine-tuning recipe (downstream).")
+            lines.append("- **finetune**: full fine-tuning of every run's encoder (downstream): the study's "
+                         "fine-tuning recipe (`finetune_*`) and its suite's tasks (`suite_<task>_<metric>`).")
     lines += ["", "## Training time per run (s)", "", "| arm | seconds per run |", "|---|---|"]
     for arm, seconds in results["train_seconds"].items():
         lines.append(f"| {arm} | {', '.join(f'{s:.0f}' for s in seconds)} |")

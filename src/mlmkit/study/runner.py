@@ -34,6 +34,7 @@ from mlmkit.training.checkpoint import list_checkpoints
 from mlmkit.training.finetune import finetune_classifier
 from mlmkit.training.pretrain import pretrain
 from mlmkit.training.stopping import TrainingInterrupted
+from mlmkit.training.suite import SuiteConfig, run_suite
 
 RESULT_FILE = "result.json"
 
@@ -165,6 +166,8 @@ def execute_run(study: Study, run: StudyRun, console: Console, cache: _HeldOutCa
     }
     if study.config.finetune:
         record["finetune"] = _finetune(study, run, console)
+    if study.config.suite:
+        record.setdefault("finetune", {}).update(_suite(study, run, console))
     write_text_atomic(run.dir / RESULT_FILE, json.dumps(record, indent=1, default=str))
     return record
 
@@ -176,6 +179,15 @@ def _finetune(study: Study, run: StudyRun, console: Console) -> dict[str, float]
     cfg = load_config(FinetuneConfig, study.config.finetune, overrides, kind="finetune")
     result = finetune_classifier(cfg, console=console)
     return {"finetune_accuracy": result.accuracy, "finetune_macro_f1": result.macro_f1}
+
+
+def _suite(study: Study, run: StudyRun, console: Console) -> dict[str, float]:
+    """The downstream suite on the run's encoder, with the run's seed: ``suite_<task>_<metric>`` per task."""
+    options = [f"model={json.dumps(str(run.dir))}", f"seeds=[{run.seed}]",
+               f"output.dir={json.dumps(str(run.dir / 'suite'))}", "output.overwrite=true"]
+    summary = run_suite(load_config(SuiteConfig, study.config.suite, options, kind="suite"), console=console)
+    return {f"suite_{row['task']}_{row['metric']}": row["mean"] for row in summary["rows"]
+            if row["mean"] is not None}
 
 
 def run_study(study: Study, shard: tuple[int, int] | None = None, console: Console | None = None) -> StudyProgress:

@@ -133,9 +133,10 @@ def run_suite(suite: SuiteConfig, console: Console | None = None) -> dict[str, A
         The content of ``suite.json`` (NaN written as None): ``model``, ``seeds``, ``rows`` (one per task:
         metric, per-seed values, mean, std, baseline) and ``runs`` (every run's metrics).
     """
-    from mlmkit.config.loading import config_to_yaml, validate_config
+    from mlmkit.config.loading import config_to_yaml
     from mlmkit.io.outputs import write_text_atomic
     from mlmkit.training.finetune import finetune_classifier, primary_metric
+    from mlmkit.training.validation import validate_run_config
 
     console = console or Console(stderr=True)
     if not suite.tasks:
@@ -150,7 +151,7 @@ def run_suite(suite: SuiteConfig, console: Console | None = None) -> dict[str, A
     plans = [(task, seed, task_config(suite, task, seed, root / task.name / f"seed-{seed}"))
              for task in suite.tasks for seed in suite.seeds]
     for _, _, cfg in plans[:: len(suite.seeds)]:
-        validate_config(cfg)
+        validate_run_config(cfg)
     out = _prepare_suite_dir(suite, config_to_yaml(suite))
 
     runs: list[dict[str, Any]] = []
