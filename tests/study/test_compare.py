@@ -182,7 +182,8 @@ def test_arms_may_not_change_compute(tmp_path, recipe):
     assert result.exit_code == 2 and "changes train.max_steps" in result.output
 
 
-def test_finetune_downstream_check(recipe, tmp_path, corpus_file):
+def _tiny_finetune_recipe(tmp_path, corpus_file):
+    """A two-step fine-tuning recipe on a labelled slice of the corpus (label: does the text say 'likes')."""
     labelled = tmp_path / "labels.csv"
     lines = corpus_file.read_text().splitlines()[:80]
     labelled.write_text("text,label\n" + "\n".join(f"\"{t}\",{'pos' if 'likes' in t else 'neg'}" for t in lines))
@@ -192,6 +193,11 @@ model: {{name_or_path: placeholder, attn_implementation: null}}
 data: {{dataset: {labelled}, max_seq_length: 32, eval_fraction: 0.25}}
 train: {{max_steps: 2, batch_size: 8, lr: 1.0e-3, log_every: 1}}
 """)
+    return finetune
+
+
+def test_finetune_downstream_check(recipe, tmp_path, corpus_file):
+    finetune = _tiny_finetune_recipe(tmp_path, corpus_file)
     study = load_study(str(recipe), [f"finetune={finetune}", "seeds=[3]", "train.max_steps=2"],
                        study_dir=str(tmp_path / "study"))
     run_study(study)
@@ -224,15 +230,7 @@ def test_fingerprint_counts_what_makes_a_run(recipe, tmp_path):
 
 def test_suite_downstream_check(recipe, tmp_path, corpus_file):
     """A study with a fine-tuning suite: each task's headline score per run, compared like the other metrics."""
-    labelled = tmp_path / "labels.csv"
-    lines = corpus_file.read_text().splitlines()[:80]
-    labelled.write_text("text,label\n" + "\n".join(f"\"{t}\",{'pos' if 'likes' in t else 'neg'}" for t in lines))
-    finetune = tmp_path / "ft.yaml"
-    finetune.write_text(f"""# tiny fine-tuning
-model: {{name_or_path: placeholder, attn_implementation: null}}
-data: {{dataset: {labelled}, max_seq_length: 32, eval_fraction: 0.25}}
-train: {{max_steps: 2, batch_size: 8, lr: 1.0e-3, log_every: 1}}
-""")
+    finetune = _tiny_finetune_recipe(tmp_path, corpus_file)
     suite = tmp_path / "suite.yaml"
     suite.write_text(f"# one task\ntasks:\n  - name: likes\n    recipe: {finetune}\n")
     study = load_study(str(recipe), [f"suite={suite}", "seeds=[5]", "train.max_steps=2"],
