@@ -45,3 +45,40 @@ def test_two_processes_score_every_sentence_once(tiny_model_dir, tmp_path):
     for key in ("accuracy", "f1"):
         assert one["metrics"][key] == two["metrics"][key]
     assert two["eval_loss"] == pytest.approx(one["eval_loss"], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_a_suite_on_two_processes_writes_what_one_process_writes(tiny_model_dir, tmp_path):
+    words = ["the", "cat", "likes", "a", "quiet", "street", "today", "."]
+    lines = []
+    for i in range(24):
+        lines += [f"{w}\t{'B-ANIMAL' if w == 'cat' else 'O'}" for w in words[: 3 + i % 6]] + [""]
+    data = tmp_path / "tags.conll"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(f"""# one token task, two seeds
+seeds: [0, 1]
+tasks:
+  - name: tags
+    recipe: embedded-pos
+    overrides: [data.dataset={data}, train.max_steps=1, train.lr=1.0e-12, train.batch_size=4, train.eval_batch_size=3,
+                data.eval_fraction=0.5, data.max_seq_length=32, model.attn_implementation=null,
+                train.mixed_precision=no, data.max_train_samples=null, data.max_eval_samples=null]
+""")
+
+    def run(out, processes):
+        cmd = [sys.executable, "-m", "mlmkit", "finetune", "suite", "--recipe", str(suite), "--model",
+               str(tiny_model_dir), "--output", str(out), "--json"]
+        if processes > 1:
+            cmd += ["--num-processes", str(processes), "--main-process-port", str(free_port())]
+        proc = subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout[proc.stdout.index("{"):])  # one report: from the main process only
+
+    one, two = run(tmp_path / "one", 1), run(tmp_path / "two", 2)
+    written = json.loads((tmp_path / "two" / "suite.json").read_text())
+    scores = ("task", "metric", "values", "mean", "std", "baseline")  # training seconds are each process's own
+    assert [{k: r[k] for k in scores} for r in written["rows"]] == [{k: r[k] for k in scores} for r in two["rows"]]
+    assert [r["values"] for r in one["rows"]] == [r["values"] for r in two["rows"]]
+    assert sorted(p.name for p in (tmp_path / "two" / "tags").iterdir()) == ["seed-0", "seed-1"]
