@@ -24,9 +24,9 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-#: folders whose tests run training loops or whole commands end to end; `make test-fast` leaves them
+#: folders whose tests run training loops, whole commands or statistical checks; `make test-fast` leaves them
 #: out (with every test marked ``slow`` elsewhere), `make test` and CI run everything
-SLOW_FOLDERS = frozenset({"integration", "study", "teeth"})
+SLOW_FOLDERS = frozenset({"integration", "study", "teeth", "e2e", "fidelity"})
 
 
 def pytest_collection_modifyitems(config, items):

@@ -24,6 +24,7 @@ def test_word_accuracy_counts_whole_words():
     assert word_accuracy(rows[:0], units[:0], correct[:0])[0] == 0
 
 
+@pytest.mark.slow
 def test_pos_tags_of_held_out_documents_equal_tagging_everything(wordpiece_tokenizer, corpus_file):
     pytest.importorskip("spacy")
     from mlmkit.config.schema import PretrainConfig
@@ -45,6 +46,7 @@ def test_pos_tags_of_held_out_documents_equal_tagging_everything(wordpiece_token
     assert any(t >= 0 for row in held.blocks["pos_ids"] for t in row)
 
 
+@pytest.mark.slow
 def test_evaluate_cli_reports_every_family(tiny_model_dir, tmp_path):
     from conftest import make_corpus
 

@@ -120,6 +120,7 @@ def test_multi_label_loop_tunes_its_threshold(model_dir, tmp_path):
     assert saved["id2label"] == {str(i): name for i, name in enumerate(sorted(TOPICS))}
 
 
+@pytest.mark.slow
 def test_multi_label_fixed_threshold_is_used(model_dir, tmp_path):
     data = write_jsonl(tmp_path / "topics.jsonl", topic_rows(80, seed=2))
     result = finetune_classifier(config(model_dir, data, tmp_path / "out", steps=2, label_column="labels",

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from mlmkit.cli.app import app
 
 runner = CliRunner()
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+# the commands end to end, as in tests/e2e: slow
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
 
 ANIMALS = ["cat", "dog"]
 VEHICLES = [["morning", "train"], ["electric", "bus"], ["old", "car"]]

@@ -38,6 +38,7 @@ def predicted_units(text: str, tokenizer, strategy, seed: int, ratio: float) -> 
     return sorted(map(tuple, spans.values()))
 
 
+@pytest.mark.slow
 def test_chinese_spans_are_runs_of_whole_jieba_words(zh_tokenizer_dir):
     from transformers import AutoTokenizer
 

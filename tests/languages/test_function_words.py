@@ -52,6 +52,7 @@ def labelled_words(code: str, tokenizer) -> list[tuple[str, int]]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("code", ["fr", "de", "zh"])
 def test_function_words_are_the_languages_stop_words(code):
     tokenizer = trained(code)

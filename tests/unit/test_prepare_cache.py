@@ -68,6 +68,7 @@ def test_in_memory_result_equals_the_cached_one(data_config, wordpiece_tokenizer
     assert "content_word" in cached.blocks.column_names
 
 
+@pytest.mark.slow
 def test_misses_when_anything_the_blocks_depend_on_changes(data_config, corpus_path, tmp_path, wordpiece_tokenizer,
                                                            corpus, preparations):
     data = data_config()
