@@ -16,7 +16,6 @@ import torch
 from mlmkit.data.embedded import embedded_model_dir, read_embedded_tweets
 from mlmkit.data.packing import pack_blocks, tokenize_corpus
 from mlmkit.masking.collator import MaskingCollator, step_generator
-from mlmkit.masking.preview import mask_with_selection
 
 datasets.disable_progress_bars()
 
@@ -54,7 +53,7 @@ def masked_batches(rows: list[dict], tokenizer, strategy, ratio: float = 0.15, s
         for step, start in enumerate(range(0, len(rows), BATCH)):
             batch = collator.pad(rows[start:start + BATCH])
             generator = step_generator(seed, step)
-            selection, corrupted, _ = mask_with_selection(strategy, batch, ratio, generator)
+            selection, corrupted, _ = strategy.mask_with_selection(batch, ratio, generator)
             yield batch, selection, corrupted
 
 

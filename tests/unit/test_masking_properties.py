@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from mlmkit.data.packing import pack_blocks, tokenize_corpus
 from mlmkit.masking.base import IGNORE_INDEX
 from mlmkit.masking.collator import MaskingCollator
-from mlmkit.masking.preview import mask_with_selection
 from mlmkit.masking.registry import _BUILTINS, build_strategy
 from mlmkit.masking.span import SpanMasking, sample_span_lengths, truncated_geometric_mean
 from mlmkit.masking.units import word_unit_ids
@@ -118,7 +117,7 @@ def test_masking_properties(name, any_tokenizer, prepared, data):
 
     batch = collator.pad(examples)
     original = batch["input_ids"].clone()
-    selection, corrupted, labels = mask_with_selection(strategy, batch, ratio, torch.Generator().manual_seed(seed))
+    selection, corrupted, labels = strategy.mask_with_selection(batch, ratio, torch.Generator().manual_seed(seed))
     again_inputs, again_labels = strategy(batch, ratio, torch.Generator().manual_seed(seed))
     assert torch.equal(batch["input_ids"], original), "the batch is never modified in place"
     # deterministic under a seed, and select + corrupt is exactly what a masking call does

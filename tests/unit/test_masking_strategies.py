@@ -15,7 +15,7 @@ from mlmkit.masking.base import IGNORE_INDEX, MaskingStrategy, Selection
 from mlmkit.masking.collator import MaskingCollator
 from mlmkit.masking.content_word import CONTENT_FEATURE, ENGLISH_FUNCTION_WORDS, ContentWordMasking
 from mlmkit.masking.mixture import MixtureMasking
-from mlmkit.masking.preview import corpus_stats, mask_with_selection, preview_text
+from mlmkit.masking.preview import corpus_stats, preview_text
 from mlmkit.masking.registry import build_strategy, register_strategy
 from mlmkit.masking.token_weighted import (
     build_token_weights_from_texts,
@@ -91,7 +91,7 @@ def test_pick_units_draws_proportionally_to_weights_without_replacement():
 def test_whole_word_keeps_the_full_corruption_split_per_word(any_tokenizer, corpus):
     strategy = WholeWordMasking(ratio=0.3)
     _, batch = packed_batch(any_tokenizer, corpus * 3, strategy)
-    selection, corrupted, labels = mask_with_selection(strategy, batch, 0.3, torch.Generator().manual_seed(0))
+    selection, corrupted, labels = strategy.mask_with_selection(batch, 0.3, torch.Generator().manual_seed(0))
     words = word_unit_ids(batch)
     word_sizes = torch.zeros_like(words).scatter_add_(1, words.clamp(min=0), (words >= 0).long())
     multi = (word_sizes.gather(1, words.clamp(min=0)) > 1) & selection.predicted
@@ -173,7 +173,7 @@ def test_content_words_are_preferred(wordpiece_tokenizer, corpus):
     for weight in (1.0, 0.25, 0.0):
         strategy = ContentWordMasking(function_weight=weight)
         _, batch = packed_batch(wordpiece_tokenizer, corpus, strategy)
-        selection, _, _ = mask_with_selection(strategy, batch, 0.15, torch.Generator().manual_seed(0))
+        selection, _, _ = strategy.mask_with_selection(batch, 0.15, torch.Generator().manual_seed(0))
         content = batch[CONTENT_FEATURE]
         shares[weight] = (selection.predicted & (content == 1)).sum().item() / selection.predicted.sum().item()
         corpus_share = ((content == 1) & ~batch["special_tokens_mask"]).sum().item() / (
@@ -247,7 +247,7 @@ def test_token_weighted_follows_the_table(tmp_path, wordpiece_tokenizer, corpus)
     path = save_token_weights(tmp_path / "hand.safetensors", table.numpy(), {})
     strategy = build_strategy({"name": "token_weighted", "weights_file": str(path)})
     _, batch = packed_batch(wordpiece_tokenizer, corpus, strategy)
-    selection, _, labels = mask_with_selection(strategy, batch, 0.15, torch.Generator().manual_seed(0))
+    selection, _, labels = strategy.mask_with_selection(batch, 0.15, torch.Generator().manual_seed(0))
     ids = batch["input_ids"]
     assert not selection.predicted[ids == vocab["the"]].any()
     cat_rate = selection.predicted[ids == vocab["cat"]].double().mean().item()
@@ -303,7 +303,7 @@ def test_mixture_chooses_one_strategy_per_sequence(wordpiece_tokenizer, corpus):
         {"name": "whole_word", "weight": 1}, {"name": "test_feedback_probe", "weight": 3}]})
     assert mixture.wants_feedback
     _, batch = packed_batch(wordpiece_tokenizer, corpus * 8, mixture, block=32)
-    selection, _, _ = mask_with_selection(mixture, batch, 0.2, torch.Generator().manual_seed(4))
+    selection, _, _ = mixture.mask_with_selection(batch, 0.2, torch.Generator().manual_seed(4))
     choice = mixture._last_choice
     assert choice.float().mean().item() == pytest.approx(0.75, abs=0.08)
     probe_rows = selection.predicted[choice == 1]

@@ -40,11 +40,7 @@ def prepare_output_dir(path: str | Path, overwrite: bool, resume: bool = False) 
             tokenizer are what the run continues from); wins over ``overwrite``.
     """
     out = Path(path).expanduser()
-    if out.exists() and not out.is_dir():
-        raise UserError(f"output path {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not resume:
-        if not overwrite:
-            raise UserError(f"output directory {out} is not empty; choose another or set output.overwrite=true")
+    if not resume and not check_output_dir(out, overwrite):
         _set_aside(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -54,6 +50,20 @@ def prepare_output_dir(path: str | Path, overwrite: bool, resume: bool = False) 
     except OSError as exc:
         raise UserError(f"cannot write to output directory {out}: {exc.strerror or exc}") from exc
     return out
+
+
+def check_output_dir(out: Path, overwrite: bool) -> bool:
+    """Whether ``out`` can be written as it is (missing or empty); a non-empty one is an error unless ``overwrite``.
+
+    Changes nothing, so every process of a launched run can ask before the main one writes.
+    """
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output path {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise UserError(f"output directory {out} is not empty; choose another or set output.overwrite=true")
+        return False
+    return True
 
 
 def _set_aside(out: Path) -> None:

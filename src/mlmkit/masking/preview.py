@@ -28,13 +28,6 @@ from mlmkit.masking.content_word import (
 HISTOGRAM_MAX = 10
 
 
-def mask_with_selection(
-    strategy: MaskingStrategy, batch: dict[str, torch.Tensor], ratio: float, generator: torch.Generator
-) -> tuple[Selection, torch.Tensor, torch.Tensor]:
-    """``strategy.mask_with_selection``: the masking training does, with the selection (units included)."""
-    return strategy.mask_with_selection(batch, ratio, generator)
-
-
 def corruption_kinds(original: torch.Tensor, corrupted: torch.Tensor, predicted: torch.Tensor,
                      mask_token_id: int) -> torch.Tensor:
     """Per position: 0 not predicted, 1 masked, 2 replaced by a random token, 3 kept unchanged."""
@@ -119,7 +112,7 @@ def preview_text(text: str, strategy: MaskingStrategy, tokenizer: Any, seed: int
     example, encodings = encode_text(text, tokenizer, strategy)
     batch = collator.pad([example])
     ratio = strategy.ratio if ratio is None else float(ratio)
-    selection, corrupted, _ = mask_with_selection(strategy, batch, ratio, step_generator(seed, 0))
+    selection, corrupted, _ = strategy.mask_with_selection(batch, ratio, step_generator(seed, 0))
     original = batch["input_ids"][0]
     predicted = selection.predicted[0]
     kinds = corruption_kinds(original, corrupted[0], predicted, strategy.mask_token_id)
@@ -265,7 +258,7 @@ def corpus_stats(
         examples = [{k: chunk[k][i] for k in chunk} for i in range(len(chunk["input_ids"]))]
         batch = collator.pad(examples)
         content = batch.pop(CONTENT_FEATURE) if CONTENT_FEATURE not in strategy.features else batch[CONTENT_FEATURE]
-        selection, corrupted, _ = mask_with_selection(strategy, batch, ratio, step_generator(seed, step))
+        selection, corrupted, _ = strategy.mask_with_selection(batch, ratio, step_generator(seed, step))
         maskable = ~batch["special_tokens_mask"]
         predicted = selection.predicted
         kinds = corruption_kinds(batch["input_ids"], corrupted, predicted, strategy.mask_token_id)
