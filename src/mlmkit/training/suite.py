@@ -133,8 +133,6 @@ def run_suite(suite: SuiteConfig, console: Console | None = None) -> dict[str, A
         The content of ``suite.json`` (NaN written as None): ``model``, ``seeds``, ``rows`` (one per task:
         metric, per-seed values, mean, std, baseline) and ``runs`` (every run's metrics).
     """
-    from accelerate import PartialState
-
     from mlmkit.config.loading import config_to_yaml
     from mlmkit.io.outputs import write_text_atomic
     from mlmkit.training.finetune import finetune_classifier, primary_metric
@@ -154,18 +152,7 @@ def run_suite(suite: SuiteConfig, console: Console | None = None) -> dict[str, A
              for task in suite.tasks for seed in suite.seeds]
     for _, _, cfg in plans[:: len(suite.seeds)]:
         validate_run_config(cfg)
-    # launched on several processes, every process runs every task (its share of each batch); only the
-    # main process writes the suite's own files
-    state = PartialState()
-    main = state.is_main_process
-    # every process refuses a foreign folder alike (none may wait for a main process that stopped)
-    if not (root / SUITE_CONFIG).is_file() and not suite.output.overwrite and root.is_dir() and any(root.iterdir()):
-        raise UserError(f"output directory {root} is not empty; choose another or set output.overwrite=true")
-    state.wait_for_everyone()  # all have looked before the main process writes
-    if not main:
-        console = Console(stderr=True, quiet=True)
-    out = _prepare_suite_dir(suite, config_to_yaml(suite)) if main else root
-    state.wait_for_everyone()
+    out = _prepare_suite_dir(suite, config_to_yaml(suite))
 
     runs: list[dict[str, Any]] = []
     for number, (task, seed, cfg) in enumerate(plans, 1):
@@ -196,8 +183,7 @@ def run_suite(suite: SuiteConfig, console: Console | None = None) -> dict[str, A
                                     eval_source=mine[0]["eval_source"],
                                     seconds=sum(r["train_seconds"] for r in mine))))
     summary = _json_safe({"model": suite.model, "seeds": list(suite.seeds), "rows": rows, "runs": runs})
-    if main:
-        write_text_atomic(out / SUITE_FILE, json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out / SUITE_FILE, json.dumps(summary, indent=2) + "\n")
     return summary
 
 
