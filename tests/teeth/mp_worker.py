@@ -1,7 +1,8 @@
 """One process of a multi-process run started by tests/teeth/test_multiprocess_equivalence.py.
 
 Usage (through ``accelerate launch``): ``mp_worker.py synced|unsynced RANK_DIR MLMKIT_ARGS...``. Runs the
-``mlmkit`` command line in this process, then saves this rank's trained weights as ``RANK_DIR/rank-<i>.pt``.
+``mlmkit`` command line in this process, then saves this rank's trained weights as ``RANK_DIR/rank-<i>.pt``
+(a suite's later runs as ``rank-<i>-run-<n>.pt``).
 ``unsynced`` is the control: every backward pass runs inside DDP's ``no_sync()``, so gradients are never
 averaged across processes (patched here, in the test's worker, never in the library).
 """
@@ -44,11 +45,12 @@ def main(mode: str, rank_dir: str, argv: list[str]) -> None:
     elif mode != "synced":
         raise SystemExit(f"unknown mode {mode!r}")
     app(args=argv, prog_name="mlmkit", standalone_mode=False)
-    model = getattr(prepared[0], "module", prepared[0])  # DDP -> the module it wraps
-    model = model.model if isinstance(model, SparseMLM) else model
     rank = int(os.environ.get("RANK", "0"))  # the process group may already be gone
-    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save(weights, Path(rank_dir) / f"rank-{rank}.pt")
+    for number, prepared_model in enumerate(prepared):  # a suite trains one model per run
+        model = getattr(prepared_model, "module", prepared_model)  # DDP -> the module it wraps
+        model = model.model if isinstance(model, SparseMLM) else model
+        weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        torch.save(weights, Path(rank_dir) / (f"rank-{rank}.pt" if number == 0 else f"rank-{rank}-run-{number}.pt"))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ must exceed the bound a hundredfold.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -134,8 +135,6 @@ def test_two_processes_end_with_the_weights_of_one_process(runs):
 
 
 def test_two_processes_evaluate_like_one_process_on_hundreds_of_tokens(runs):
-    import json
-
     root, one, *_ = runs
     two = json.loads((root / "two" / "eval_results.json").read_text())
     assert one.before["eval_tokens"] >= 200 and one.after["eval_tokens"] == one.before["eval_tokens"]
@@ -184,8 +183,6 @@ def finetune_args(model_dir, data, out, *extra):
 
 
 def json_payload(stdout: str) -> dict:
-    import json
-
     assert stdout.count('"eval_source"') == 1  # one report, from the main process only
     return json.loads(stdout[stdout.index("{"):])
 
@@ -250,3 +247,63 @@ def test_streamed_two_process_run_resumes_only_with_two_processes(tmp_path, word
     with pytest.raises(UserError, match=r"written by 2 process\(es\); a streamed corpus resumes only with the same"):
         pretrain(run_config(model_dir, corpus_file, run, "data.streaming=true", "data.eval_max_blocks=8",
                             "train.max_steps=6", "train.checkpoint_every=2", "train.resume=auto"))
+
+
+# ---------------------------------------------------------------------------------------------- a suite
+SUITE_STEPS = 20
+
+
+def write_suite(path: Path, data: Path, *extra: str) -> Path:
+    """Two sentiment tasks on one process group: the second runs after the first has finished and saved."""
+    overrides = [f"data.dataset={data}", f"train.max_steps={SUITE_STEPS}", "train.batch_size=8", "train.lr=5e-3",
+                 "train.warmup_ratio=0", "train.max_time=null", "data.max_seq_length=32", "data.eval_fraction=0.1",
+                 "data.max_train_samples=null", "data.max_eval_samples=null", *extra]
+    path.write_text("seeds: [0]\ntasks:\n"
+                    f"  - {{name: first, recipe: demo, overrides: {overrides}}}\n"
+                    f"  - {{name: second, recipe: demo, overrides: {[*overrides, 'train.lr=2e-3']}}}\n")
+    return path
+
+
+def test_two_process_suite_trains_every_task_like_one_process(finetuned, tmp_path):
+    """Each task of a 2-process suite ends with the weights of the 1-process suite (the same global batch).
+
+    The second task is the one at risk: finishing the first run must not close the process group it
+    needs (the ranks would then train alone or stop). The control above shows the tolerance catches
+    unsynchronised ranks.
+    """
+    from typer.testing import CliRunner
+
+    from mlmkit.cli.app import app
+
+    root, *_ = finetuned
+    data = root / "labelled.csv"
+
+    def suite_args(out, suite):
+        return ["finetune", "suite", "--recipe", str(suite), "--model", str(root / "model"), "--output", str(out),
+                "--json"]
+
+    def suite_payload(stdout: str) -> dict:
+        assert stdout.count('"rows"') == 1  # one report, from the main process only
+        return json.loads(stdout[stdout.index("{"):])
+
+    two = suite_payload(launch_two("synced", tmp_path, suite_args(
+        tmp_path / "two", write_suite(tmp_path / "two.yaml", data))))
+    result = CliRunner().invoke(app, suite_args(tmp_path / "one", write_suite(
+        tmp_path / "one.yaml", data, "train.grad_accum=2")))
+    assert result.exit_code == 0, result.output
+    one = suite_payload(result.stdout)
+    assert [run["steps"] for run in two["runs"]] == [run["steps"] for run in one["runs"]] == [SUITE_STEPS] * 2
+    written = json.loads((tmp_path / "two" / "suite.json").read_text())
+    assert written["rows"] == two["rows"]  # the main process wrote what it printed
+    for number, task in enumerate(("first", "second")):
+        suffix = "" if number == 0 else f"-run-{number}"
+        rank0, rank1 = (load_weights(tmp_path / f"rank-{r}{suffix}.pt") for r in (0, 1))
+        assert difference(rank0, rank1) == 0.0, task
+        reference = load_weights(tmp_path / "one" / task / "seed-0" / "model.safetensors")
+        saved = load_weights(tmp_path / "two" / task / "seed-0" / "model.safetensors")
+        assert difference(reference, saved) <= TOLERANCE, task
+        assert difference(saved, rank0) == 0.0, task
+    # the two tasks really trained different models (another learning rate)
+    first, second = (load_weights(tmp_path / "two" / t / "seed-0" / "model.safetensors") for t in ("first", "second"))
+    assert difference(first, second) > 100 * TOLERANCE
+    assert [r["values"] for r in two["rows"]] == [r["values"] for r in one["rows"]]

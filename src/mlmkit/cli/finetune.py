@@ -258,6 +258,7 @@ def suite_table(summary: dict[str, Any]) -> Table:
 
 @app.command("suite")
 @user_errors
+@with_launch_options
 def suite(
     overrides: Annotated[list[str], typer.Argument(help="Suite config overrides, e.g. seeds=[0,1] "
                                                         "output.dir=runs/suite-b.")] = None,
@@ -267,9 +268,10 @@ def suite(
     output: str = typer.Option(None, "--output", "-o", help="Suite directory (suite.json, one folder per run)."),
     overwrite: Overwrite = None,
     as_json: AsJson = False,
+    launch: tuple = (),
+    argv: list[str] | None = None,
 ) -> None:
     """Run several fine-tuning recipes x seeds on one encoder; one table of mean ± std, and suite.json."""
-    from mlmkit.cli.common import print_json
     from mlmkit.config import load_config
     from mlmkit.errors import UserError
     from mlmkit.training.suite import SuiteConfig, run_suite
@@ -286,13 +288,12 @@ def suite(
         options.append(f"output.dir={json.dumps(output)}")
     if overwrite:
         options.append("output.overwrite=true")
-    from mlmkit.cli.common import quiet_libraries
-
-    cfg = load_config(SuiteConfig, recipe, options + list(overrides or []), kind="suite")
-    quiet_libraries()
-    summary = run_suite(cfg, console=err_console)
-    if as_json:
-        print_json(summary)
+    all_overrides = options + list(overrides or [])
+    cfg = load_config(SuiteConfig, recipe, all_overrides, kind="suite")  # validate before launching
+    if argv is None:
+        argv = ["finetune", "suite", *all_overrides, "--recipe", recipe, *(["--json"] if as_json else [])]
+    summary = run_here_or_launch(argv, launch, LAUNCHER, lambda: run_suite(cfg, console=err_console), as_json)
+    if summary is None:
         return
     out_console.print(suite_table(summary))
     out_console.print(f"results in {cfg.output.dir}/suite.json")

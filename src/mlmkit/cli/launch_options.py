@@ -99,7 +99,7 @@ def run_here_or_launch(argv: list[str], launch: tuple, launcher: Callable[[list[
     Returns the result for the caller to print as tables, or None when there is nothing
     left to print (launched, a non-main process, or ``--json`` already printed).
     """
-    from dataclasses import asdict
+    from dataclasses import asdict, is_dataclass
 
     from mlmkit.cli.common import print_json, quiet_libraries
 
@@ -110,6 +110,6 @@ def run_here_or_launch(argv: list[str], launch: tuple, launcher: Callable[[list[
     if not is_main_process():
         return None
     if as_json:
-        print_json(asdict(result))
+        print_json(asdict(result) if is_dataclass(result) else result)
         return None
     return result

@@ -338,12 +338,15 @@ def _eval_loader(data: Any, collator: Any, batch_size: int) -> Any:
                       collate_fn=collator)
 
 
-def finetune_classifier(cfg: FinetuneConfig, console: Console | None = None) -> FinetuneResult:
+def finetune_classifier(cfg: FinetuneConfig, console: Console | None = None,
+                        keep_process_group: bool = False) -> FinetuneResult:
     """Fine-tune an encoder for the configured task (``data.task``) and evaluate it.
 
     Args:
         cfg: The resolved fine-tuning config.
         console: Where progress and notes go (stderr by default).
+        keep_process_group: Leave a multi-process group open at the end, for a caller that runs
+            another fine-tuning in the same processes (a suite); the caller closes it.
 
     Returns:
         Training statistics and the evaluation report, with a constant baseline (see :func:`task_baseline`).
@@ -487,7 +490,11 @@ def finetune_classifier(cfg: FinetuneConfig, console: Console | None = None) -> 
     if main:
         save_pretrained_atomic(out, accelerator.unwrap_model(model), tokenizer)
         write_text_atomic(out / "eval_results.json", json.dumps(asdict(result), indent=2) + "\n")
-    accelerator.end_training()
+    if keep_process_group:  # end_training would also destroy the group the next run needs
+        for tracker in accelerator.trackers:
+            tracker.finish()
+    else:
+        accelerator.end_training()
     if main:  # training_curves.png, README.md model card; the Hub upload if configured
         finish_run(out, cfg.output, console)
     return result

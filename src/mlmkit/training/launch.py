@@ -94,6 +94,28 @@ def launch(argv: Sequence[str], options: LaunchOptions,
     return subprocess.run(cmd, env=env, check=False).returncode
 
 
+def _cpu_processes() -> bool:
+    """True when launched on several processes without a GPU.
+
+    Accelerate treats a torchrun-style launch as multi-GPU unless told cpu=True.
+    """
+    import torch
+
+    return not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def process_state() -> Any:
+    """Accelerate's process state (rank, barrier) for code that runs before or between Accelerators.
+
+    Built with the same device choice as :func:`build_accelerator`: the state is shared by every
+    later Accelerator in the process, so one made with other settings would leave a launched
+    process running alone.
+    """
+    from accelerate import PartialState
+
+    return PartialState(cpu=_cpu_processes())
+
+
 def build_accelerator(grad_accum: int, mixed_precision: str, log_with: list[str] | None = None,
                       logging_dir: str | None = None) -> Any:
     """An ``Accelerator`` for the current process; gloo on CPUs when launched with several processes.
@@ -104,12 +126,9 @@ def build_accelerator(grad_accum: int, mixed_precision: str, log_with: list[str]
         log_with: Accelerate tracker names (see :func:`mlmkit.training.tracking.reporting_options`).
         logging_dir: Where trackers that write locally (TensorBoard) put their files.
     """
-    import torch
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration
 
-    # Accelerate treats a torchrun-style launch as multi-GPU unless told cpu=True
-    cpu_processes = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
-    return Accelerator(gradient_accumulation_steps=grad_accum, cpu=cpu_processes,
+    return Accelerator(gradient_accumulation_steps=grad_accum, cpu=_cpu_processes(),
                        mixed_precision=resolve_mixed_precision(mixed_precision), log_with=log_with or None,
                        project_config=ProjectConfiguration(logging_dir=logging_dir))

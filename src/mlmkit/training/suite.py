@@ -136,6 +136,7 @@ def run_suite(suite: SuiteConfig, console: Console | None = None) -> dict[str, A
     from mlmkit.config.loading import config_to_yaml
     from mlmkit.io.outputs import write_text_atomic
     from mlmkit.training.finetune import finetune_classifier, primary_metric
+    from mlmkit.training.launch import process_state
     from mlmkit.training.validation import validate_run_config
 
     console = console or Console(stderr=True)
@@ -152,17 +153,29 @@ def run_suite(suite: SuiteConfig, console: Console | None = None) -> dict[str, A
              for task in suite.tasks for seed in suite.seeds]
     for _, _, cfg in plans[:: len(suite.seeds)]:
         validate_run_config(cfg)
-    out = _prepare_suite_dir(suite, config_to_yaml(suite))
+    # launched on several processes, every process runs every task (its share of each batch) and
+    # only the main one writes the suite's own files
+    state = process_state()
+    main = state.is_main_process
+    # every process refuses a foreign folder alike, so none waits for a main process that stopped
+    if not (root / SUITE_CONFIG).is_file() and not suite.output.overwrite and root.is_dir() and any(root.iterdir()):
+        raise UserError(f"output directory {root} is not empty; choose another or set output.overwrite=true")
+    state.wait_for_everyone()  # all have looked before the main process writes
+    if not main:
+        console = Console(stderr=True, quiet=True)
+    out = _prepare_suite_dir(suite, config_to_yaml(suite)) if main else root
 
     runs: list[dict[str, Any]] = []
     for number, (task, seed, cfg) in enumerate(plans, 1):
         run_dir = Path(cfg.output.dir)
         result = _previous_result(run_dir, cfg)
+        state.wait_for_everyone()  # all have decided on the same files before the main process rewrites them
         if result is not None:
             console.print(f"[dim]{task.name} seed {seed}: reusing the finished run in {run_dir}[/]")
         else:
             console.print(f"[bold]{task.name}[/] seed {seed} ({number}/{len(plans)})")
-            result = asdict(finetune_classifier(cfg, console=console))
+            # one process group serves every run; it is closed after the last
+            result = asdict(finetune_classifier(cfg, console=console, keep_process_group=True))
         metric = task.metric or primary_metric(result.get("task", "single_label"), result["data"].get("scoring"))
         scores = {**{"accuracy": result["accuracy"], "macro_f1": result["macro_f1"]}, **result.get("metrics", {})}
         if metric not in scores:
@@ -183,7 +196,10 @@ def run_suite(suite: SuiteConfig, console: Console | None = None) -> dict[str, A
                                     eval_source=mine[0]["eval_source"],
                                     seconds=sum(r["train_seconds"] for r in mine))))
     summary = _json_safe({"model": suite.model, "seeds": list(suite.seeds), "rows": rows, "runs": runs})
-    write_text_atomic(out / SUITE_FILE, json.dumps(summary, indent=2) + "\n")
+    if main:
+        write_text_atomic(out / SUITE_FILE, json.dumps(summary, indent=2) + "\n")
+    state.wait_for_everyone()
+    state.destroy_process_group()
     return summary
 
 
