@@ -56,3 +56,35 @@ def test_suite_config_rejects_unknown_task_keys(tmp_path):
     bad.write_text("# bad\ntasks:\n  - name: a\n    recipe: demo\n    steps: 3\n")
     with pytest.raises(UserError, match="steps"):
         load_config(SuiteConfig, str(bad), kind="suite")
+
+
+@pytest.mark.parametrize(("name", "types"), [("conll2003", {"PER", "ORG", "LOC", "MISC"}),
+                                            ("wnut17", {"corporation", "creative-work", "group", "location",
+                                                        "person", "product"})])
+def test_ner_recipes_name_every_tag_in_iob2(name, types):
+    names = load_config(FinetuneConfig, name, kind="finetune").data.label_names
+    assert names[0] == "O" and len(names) == 1 + 2 * len(types)
+    assert names[1:] == [f"{prefix}-{t}" for t in sorted(types, key=lambda t: names.index(f"B-{t}"))
+                         for prefix in ("B", "I")]
+
+
+def test_hub_datasets_load_at_the_configured_revision_and_script_datasets_get_a_hint(monkeypatch):
+    import datasets
+
+    from mlmkit.data.sources import load_any
+    from mlmkit.errors import UserError
+
+    calls = []
+
+    def fake_load(name, config_name=None, **kwargs):
+        calls.append((name, config_name, kwargs))
+        if kwargs.get("revision") is None:
+            raise RuntimeError(f"Dataset scripts are no longer supported, but found {name}.py")
+        return "loaded"
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    assert load_any("someone/tags", split="test", revision="refs/convert/parquet") == "loaded"
+    assert calls[-1] == ("someone/tags", None, {"split": "test", "streaming": False,
+                                                "revision": "refs/convert/parquet"})
+    with pytest.raises(UserError, match=r"loading script.*data\.revision=refs/convert/parquet"):
+        load_any("someone/tags")

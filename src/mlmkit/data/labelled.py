@@ -349,7 +349,7 @@ def _read_split(cfg: FinetuneDataConfig, split: str):
         from mlmkit.data.embedded import read_embedded_tweets
 
         return datasets.Dataset.from_dict(read_embedded_tweets())
-    return load_any(cfg.dataset, split=split, config_name=cfg.config_name)
+    return load_any(cfg.dataset, split=split, config_name=cfg.config_name, revision=cfg.revision)
 
 
 def random_split(dataset: Any, eval_fraction: float, seed: int) -> tuple[Any, Any]:

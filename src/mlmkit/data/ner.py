@@ -134,7 +134,7 @@ def _read_token_split(cfg: FinetuneDataConfig, split: str, count: int | None = N
         if not path.is_file():
             raise UserError(f"no such file: {cfg.dataset}")
         return datasets.Dataset.from_dict(read_conll(path))
-    return load_any(cfg.dataset, split=split, config_name=cfg.config_name)
+    return load_any(cfg.dataset, split=split, config_name=cfg.config_name, revision=cfg.revision)
 
 
 def encode_tags(dataset: Any, tokens_column: str, tags_column: str, source: str,

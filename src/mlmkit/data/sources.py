@@ -144,10 +144,12 @@ def check_local_source(source: str) -> None:
         _local_files(source)
 
 
-def load_any(source: str, split: str = "train", config_name: str | None = None, streaming: bool = False):
+def load_any(source: str, split: str = "train", config_name: str | None = None, streaming: bool = False,
+             revision: str | None = None):
     """Load ``split`` of a local file/dir/glob or a Hub dataset as a ``datasets.Dataset``.
 
-    With ``streaming`` the result is a ``datasets.IterableDataset`` read lazily.
+    With ``streaming`` the result is a ``datasets.IterableDataset`` read lazily; ``revision``
+    picks a Hub dataset's branch, tag or commit.
     """
     import datasets
 
@@ -159,12 +161,17 @@ def load_any(source: str, split: str = "train", config_name: str | None = None, 
         except Exception as exc:  # parser errors from pyarrow / pandas come in many types
             raise UserError(f"cannot read {source}: {str(exc).splitlines()[0]}") from exc
     try:
-        return datasets.load_dataset(source, config_name, split=split, streaming=streaming)
+        return datasets.load_dataset(source, config_name, split=split, streaming=streaming, revision=revision)
     except ValueError as exc:
         if "split" in str(exc).lower() or "Unknown split" in str(exc):
             raise UserError(f"dataset {source!r} has no split {split!r}: {str(exc).splitlines()[0]}") from exc
         raise UserError(f"cannot load dataset {source!r}: {str(exc).splitlines()[0]}") from exc
     except Exception as exc:
+        if "scripts are no longer supported" in str(exc) and revision is None:
+            # datasets 4 dropped loading scripts; the Hub keeps a Parquet export of many such datasets
+            raise UserError(f"dataset {source!r} needs a loading script, which this datasets version no longer "
+                            f"runs; try its Parquet export (data.revision=refs/convert/parquet) or a Parquet "
+                            f"copy of it") from exc
         raise UserError(
             f"{source!r} is not a local file and could not be loaded from the Hugging Face Hub "
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'})"
