@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import math
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -109,15 +112,18 @@ def report_tables(result: Any) -> list[Table]:
 
 
 def _run(command: str, recipe: str | None, options: list[str], overrides: list[str] | None, launch: tuple,
-         as_json: bool, argv: list[str] | None) -> None:
+         run: dict[str, Any], argv: list[str] | None) -> None:
     """Shared body of sentiment / classify / ner: resolve the config, run here or launch, print tables.
 
-    ``argv`` is the command line as typed, which launched workers get; None (called from Python)
-    rebuilds it from the parsed values.
+    ``run`` holds the values of :data:`RUN_OPTIONS`; ``argv`` is the command line as typed, which
+    launched workers get; None (called from Python) rebuilds it from the parsed values.
     """
     from mlmkit.config import FinetuneConfig, load_config
     from mlmkit.training.finetune import finetune_classifier
 
+    as_json = run["as_json"]
+    options = [*options, *option_overrides(output=run["output"], overwrite=run["overwrite"] or None,
+                                           epochs=run["epochs"], max_steps=run["max_steps"])]
     all_overrides = options + list(overrides or [])
     cfg = load_config(FinetuneConfig, recipe, all_overrides, kind="finetune")  # validate before launching
     if argv is None:
@@ -147,10 +153,38 @@ TextColumn = Annotated[str, typer.Option("--text-column", help="Column holding t
 LabelColumn = Annotated[str, typer.Option("--label-column", help="Column holding the labels (strings or ints).")]
 ConfigName = Annotated[str, typer.Option("--config-name", help="Hub dataset configuration (e.g. GLUE's 'mrpc').")]
 
+#: the options every fine-tuning command takes after its own: (parameter, type with its option, default)
+RUN_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
+    ("output", Output, None),
+    ("overwrite", Overwrite, None),
+    ("epochs", Epochs, None),
+    ("max_steps", MaxSteps, None),
+    ("as_json", AsJson, False),
+)
+
+
+def with_run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Add :data:`RUN_OPTIONS` to a fine-tuning command, declared once; ``fn`` receives them as ``run`` (a dict)."""
+    signature = inspect.signature(fn, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name != "run"]
+    position = next(i for i, p in enumerate(own) if p.name == "launch")  # Typer keeps the declared order in --help
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+             for name, kind, default in RUN_OPTIONS]
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        run = {name: kwargs.pop(name) for name, _, _ in RUN_OPTIONS}
+        return fn(*args, run=run, **kwargs)
+
+    parameters = [*own[:position], *added, *own[position:]]
+    wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    return wrapper
+
 
 @app.command("sentiment")
 @user_errors
 @with_launch_options
+@with_run_options
 def sentiment(
     overrides: Overrides = None,
     recipe: Recipe = None,
@@ -159,23 +193,20 @@ def sentiment(
                                 help="'embedded' tweets, a Hub dataset (sst2, imdb, ...) or a csv/json/jsonl/parquet."),
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
-    output: Output = None,
-    overwrite: Overwrite = None,
-    epochs: Epochs = None,
-    max_steps: MaxSteps = None,
-    as_json: AsJson = False,
+    *,
     launch: tuple = (),
     argv: list[str] | None = None,
+    run: dict[str, Any],
 ) -> None:
     """Fine-tune an encoder for sentiment (or any single-label) classification and evaluate it."""
-    options = option_overrides(model=model, dataset=dataset, text_column=text_column, label_column=label_column,
-                               output=output, overwrite=overwrite or None, epochs=epochs, max_steps=max_steps)
-    _run("sentiment", recipe, options, overrides, launch, as_json, argv)
+    options = option_overrides(model=model, dataset=dataset, text_column=text_column, label_column=label_column)
+    _run("sentiment", recipe, options, overrides, launch, run, argv)
 
 
 @app.command("classify")
 @user_errors
 @with_launch_options
+@with_run_options
 def classify(
     overrides: Overrides = None,
     recipe: Recipe = None,
@@ -194,27 +225,24 @@ def classify(
                                         help="Multi-label: split string labels on this (implies --task multi_label)."),
     threshold: float = typer.Option(None, "--threshold",
                                     help="Multi-label decision threshold; default: tuned on the evaluation split."),
-    output: Output = None,
-    overwrite: Overwrite = None,
-    epochs: Epochs = None,
-    max_steps: MaxSteps = None,
-    as_json: AsJson = False,
+    *,
     launch: tuple = (),
     argv: list[str] | None = None,
+    run: dict[str, Any],
 ) -> None:
     """Fine-tune for sequence classification: one text or a pair; single-label, multi-label or regression."""
     if task is None and (label_separator is not None or threshold is not None):
         task = "multi_label"
     options = option_overrides(model=model, dataset=dataset, config_name=config_name, text_column=text_column,
                                text_pair_column=text_pair_column, label_column=label_column, task=task,
-                               label_separator=label_separator, threshold=threshold, output=output,
-                               overwrite=overwrite or None, epochs=epochs, max_steps=max_steps)
-    _run("classify", recipe, options, overrides, launch, as_json, argv)
+                               label_separator=label_separator, threshold=threshold)
+    _run("classify", recipe, options, overrides, launch, run, argv)
 
 
 @app.command("ner")
 @user_errors
 @with_launch_options
+@with_run_options
 def ner(
     overrides: Overrides = None,
     recipe: Recipe = None,
@@ -226,19 +254,15 @@ def ner(
     tokens_column: str = typer.Option(None, "--tokens-column", help="Column of word lists (default 'tokens')."),
     tags_column: str = typer.Option(None, "--tags-column",
                                     help="Column of tag lists (default: Hub 'ner_tags', files 'tags')."),
-    output: Output = None,
-    overwrite: Overwrite = None,
-    epochs: Epochs = None,
-    max_steps: MaxSteps = None,
-    as_json: AsJson = False,
+    *,
     launch: tuple = (),
     argv: list[str] | None = None,
+    run: dict[str, Any],
 ) -> None:
     """Fine-tune for token classification (NER: entity-level seqeval scores; other tags: word accuracy)."""
     options = ["data.task=token", *option_overrides(
-        model=model, dataset=dataset, config_name=config_name, text_column=tokens_column, label_column=tags_column,
-        output=output, overwrite=overwrite or None, epochs=epochs, max_steps=max_steps)]
-    _run("ner", recipe, options, overrides, launch, as_json, argv)
+        model=model, dataset=dataset, config_name=config_name, text_column=tokens_column, label_column=tags_column)]
+    _run("ner", recipe, options, overrides, launch, run, argv)
 
 
 def suite_table(summary: dict[str, Any]) -> Table:
