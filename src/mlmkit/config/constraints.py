@@ -102,7 +102,7 @@ def one_of(*choices: str) -> Check:
 
 def lr_scheduler_names() -> list[str]:
     """The schedule names ``transformers.get_scheduler`` accepts."""
-    from transformers import SchedulerType
+    from transformers import SchedulerType  # lazy: keeps `import mlmkit.config` free of torch and transformers
 
     return [kind.value for kind in SchedulerType]
 
