@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mlmkit.errors import TrainingInterrupted, UserError
+from mlmkit.modeling.fast_dropout import restore_attention
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -153,8 +154,6 @@ def save_pretrained_atomic(out: Path, model: Any, tokenizer: Any) -> None:
         raise UserError(f"cannot write the model to {out}: {exc.strerror or exc}") from exc
     try:
         try:
-            from mlmkit.modeling.fast_dropout import restore_attention
-
             restore_attention(model)  # the saved config names a standard attention kernel
             model.save_pretrained(staging, safe_serialization=True)
             if tokenizer is not None:

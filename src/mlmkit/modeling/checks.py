@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mlmkit.config.schema import EMBEDDED
+from mlmkit.data.embedded import embedded_model_dir
 from mlmkit.errors import UserError, first_line
 
 #: weight files ``from_pretrained`` reads, in the order it prefers them
@@ -32,8 +33,6 @@ _DAMAGED = "it is damaged or was only partly copied; copy or save the model agai
 def resolve_model_name(name: str) -> str:
     """Map ``embedded`` to the packaged encoder; check that path-like names exist."""
     if name == EMBEDDED:
-        from mlmkit.data.embedded import embedded_model_dir
-
         return str(embedded_model_dir())
     path = Path(name).expanduser()
     if path.exists():

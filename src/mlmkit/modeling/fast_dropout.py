@@ -98,6 +98,7 @@ def sdpa_with_fast_dropout(module: nn.Module, query: torch.Tensor, key: torch.Te
     multi-head attention (grouped key/value heads, position biases, causal masks) it calls
     transformers' own ``sdpa_attention_forward`` unchanged.
     """
+    # lazy: transformers internals that move between versions; last_layer imports this module without them
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     plain = (getattr(module, "num_key_value_groups", 1) == 1 and kwargs.get("position_bias") is None
@@ -128,6 +129,7 @@ def math_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
 
 
 def _register() -> None:
+    # lazy: transformers internals that move between versions; last_layer imports this module without them
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub import try_to_load_from_cache
+from transformers import AutoModelForMaskedLM, AutoTokenizer
+
 from mlmkit.errors import UserError, first_line
 from mlmkit.modeling.checks import (
     JSON_FILES,
@@ -73,8 +76,6 @@ def load_pretrained(auto_class: Any, name: str, **kwargs: Any) -> tuple[Any, dic
 
 def load_tokenizer(name: str, revision: str | None = None, trust_remote_code: bool = False, require_mask: bool = True):
     """Load a tokenizer; a missing mask token is a user error when ``require_mask``."""
-    from transformers import AutoTokenizer
-
     path = Path(name).expanduser()
     resolved = str(path) if path.is_dir() else resolve_model_name(name)  # a tokenizer directory has no config.json
     try:
@@ -137,8 +138,6 @@ def model_config_dict(model_cfg: Any) -> dict[str, Any] | None:
 
 def _cached_hub_config(name: str, revision: str | None) -> Path | None:
     try:
-        from huggingface_hub import try_to_load_from_cache
-
         found = try_to_load_from_cache(name, "config.json", revision=revision)
     except Exception:  # an invalid repo id is reported by the load itself
         return None
@@ -163,9 +162,6 @@ def load_mlm_model(model_cfg: Any) -> tuple[Any, Any, list[str]]:
     names the weights the checkpoint did not hold (for example a fresh MLM head when
     continuing from an encoder-only checkpoint). A fine-tuned classifier is refused.
     """
-    from transformers import AutoModelForMaskedLM
-
-
     if is_from_scratch(model_cfg):  # presets, config files, overrides; sized to the tokenizer
         return build_scratch_model(model_cfg)
     tokenizer = load_tokenizer(model_cfg.tokenizer or model_cfg.name_or_path, model_cfg.revision,
@@ -186,8 +182,6 @@ def build_scratch_model(model_cfg: Any) -> tuple[Any, Any, list[str]]:
 
     Every weight is fresh, so ``fresh`` names them all.
     """
-    from transformers import AutoModelForMaskedLM
-
     if getattr(model_cfg, "preset", None) and not model_cfg.tokenizer:
         get_preset(model_cfg.preset)
         raise UserError("a preset has no tokenizer: set model.tokenizer, or run `mlmkit pretrain`, which trains one "

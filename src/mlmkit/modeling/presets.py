@@ -13,7 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from transformers import AutoConfig, BertConfig, RobertaConfig
+
 from mlmkit.config.presets import PRESETS, Preset, get_preset, preset_names
+from mlmkit.config.schema import EMBEDDED
 from mlmkit.errors import UserError
 from mlmkit.modeling.checks import TOKENIZER_FILES, model_load_error, resolve_model_name
 
@@ -40,8 +43,6 @@ def source_has_tokenizer(name_or_path: str) -> bool:
 
     Hub names are assumed to have one; loading says otherwise if they don't.
     """
-    from mlmkit.config.schema import EMBEDDED
-
     if name_or_path == EMBEDDED:
         return True
     path = Path(name_or_path).expanduser()
@@ -54,8 +55,6 @@ def source_has_tokenizer(name_or_path: str) -> bool:
 
 def _base_config(model_cfg: Any):
     """The architecture config before overrides: a preset, a config file, or a checkpoint's config."""
-    from transformers import AutoConfig, BertConfig, RobertaConfig
-
     preset_name = getattr(model_cfg, "preset", None)
     if preset_name:
         preset = get_preset(preset_name)
