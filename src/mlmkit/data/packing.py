@@ -12,6 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import datasets
+import numpy as np
+from transformers.utils import logging as hf_logging
+
 from mlmkit.errors import UserError
 
 #: features that identify groups of tokens; offset per document so ids stay unique in a block
@@ -42,8 +46,6 @@ def tokenize_corpus(dataset, tokenizer, strategy=None, num_proc: int | None = No
     processes is the parallelism: spaCy's own ``nlp.pipe(n_process=...)`` on top would put
     ``num_proc`` squared processes on ``num_proc`` cores.
     """
-    from transformers.utils import logging as hf_logging
-
     special_ids = set(tokenizer.all_special_ids)
     wants_offsets = bool(strategy is not None and strategy.features)
     if callable(getattr(strategy, "detect_language", None)):  # masking.language=auto: settle it on a sample, once
@@ -73,8 +75,6 @@ def tokenize_corpus(dataset, tokenizer, strategy=None, num_proc: int | None = No
 
 def corpus_sample(dataset, documents: int = 200) -> list[str]:
     """The first ``documents`` texts of a (map-style or streamed) dataset with a ``text`` column."""
-    import datasets
-
     if isinstance(dataset, datasets.IterableDataset):
         return [row["text"] for row in dataset.take(documents)]
     return list(dataset[:documents]["text"])
@@ -82,8 +82,6 @@ def corpus_sample(dataset, documents: int = 200) -> list[str]:
 
 def _map(dataset, fn, num_proc=None, desc=None, cache_file_name=None, **kwargs):
     """``dataset.map(batched=True)`` for both map-style and streamed (iterable) datasets."""
-    import datasets
-
     if isinstance(dataset, datasets.IterableDataset):
         return dataset.map(fn, batched=True, **kwargs)  # lazy: runs as the stream is read
     return dataset.map(fn, batched=True, num_proc=num_proc, desc=desc, cache_file_name=cache_file_name, **kwargs)
@@ -120,8 +118,6 @@ def pack_blocks(tokenized, block_size: int, group_features: tuple[str, ...] = ()
         total = len(flat["input_ids"])
         return {c: [flat[c][i:i + block_size] for i in range(0, total, block_size)] for c in columns}
 
-    import datasets
-
     if not num_proc or num_proc < 2 or isinstance(tokenized, datasets.IterableDataset):
         return _map(tokenized, pack, batch_size=PACK_CHUNK, num_proc=None, desc="packing blocks",
                     cache_file_name=cache_file_name)
@@ -144,7 +140,6 @@ def split_eval(blocks, eval_fraction: float, eval_max_blocks: int, seed: int):
     if n < 2:
         raise UserError(f"the corpus gives only {n} block(s); it needs at least 2 to hold out an evaluation split")
     n_eval = min(max(1, round(n * eval_fraction)), eval_max_blocks, n - 1)
-    import numpy as np
 
     # the split of ``blocks.train_test_split(test_size=n_eval, seed=seed)`` (the same seeded permutation), with
     # the indices kept in memory: nothing is written next to the blocks, which may be a shared prepared corpus

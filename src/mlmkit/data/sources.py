@@ -6,14 +6,20 @@ Every source ends up as a ``datasets.Dataset``; the call for a Hub name is the p
 
 from __future__ import annotations
 
+import bz2
 import glob
+import gzip
+import lzma
 import os
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import datasets
+
 from mlmkit.config.schema import EMBEDDED
+from mlmkit.data.embedded import read_embedded_tweets
 from mlmkit.errors import UserError
 
 #: file extension -> datasets builder; a file with any other extension is sniffed and read as lines of text
@@ -47,14 +53,10 @@ def split_compression(path: str) -> tuple[str, str | None]:
 
 def _read_head(path: str, compression: str | None) -> bytes:
     """The first :data:`SNIFF_BYTES` bytes of a file, decompressed."""
-    import bz2
-    import gzip
-    import lzma
-
     openers = {None: open, ".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
     try:
         if compression == ".zst":
-            import zstandard
+            import zstandard  # lazy: only .zst files need it; a missing install becomes the error below
 
             with open(path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as handle:
                 return handle.read(SNIFF_BYTES)
@@ -151,8 +153,6 @@ def load_any(source: str, split: str = "train", config_name: str | None = None, 
     With ``streaming`` the result is a ``datasets.IterableDataset`` read lazily; ``revision``
     picks a Hub dataset's branch, tag or commit.
     """
-    import datasets
-
     if looks_like_path(source):
         builder, files = _local_files(source)
         kwargs = {"delimiter": "\t"} if builder == "csv" and split_compression(files[0])[0] == ".tsv" else {}
@@ -193,11 +193,7 @@ def load_text_corpus(source: str, text_column: str = "text", split: str = "train
     Returns a ``Dataset``, or with ``streaming`` an ``IterableDataset`` that is read lazily
     (the corpus may be larger than memory or disk).
     """
-    import datasets
-
     if source == EMBEDDED:
-        from mlmkit.data.embedded import read_embedded_tweets
-
         dataset = datasets.Dataset.from_dict({"text": read_embedded_tweets()["text"]})
         if streaming:
             dataset = dataset.to_iterable_dataset(num_shards=4)
@@ -239,8 +235,6 @@ def load_corpora(sources: Sequence[str], text_column: str = "text", split: str =
     With ``max_documents``, the first N documents over all corpora in the order given; corpora
     after the N-th document are not read.
     """
-    import datasets
-
     if not sources:
         raise UserError("give at least one corpus (a file, a directory, a Hub dataset or 'embedded')")
     parts: list[Any] = []
