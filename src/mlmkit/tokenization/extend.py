@@ -26,7 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+from tokenizers import AddedToken
+
+from mlmkit.config.schema import ModelConfig
+from mlmkit.data.sources import load_corpora
 from mlmkit.errors import UserError
+from mlmkit.io.outputs import prepare_output_dir, save_pretrained_atomic
+from mlmkit.modeling.loading import load_mlm_model
+from mlmkit.tokenization.train import iter_text_batches
 
 
 @dataclass
@@ -124,9 +132,6 @@ def add_words(model: Any, tokenizer: Any, words: Sequence[NewWord], lstrip: bool
     Returns:
         Whether the output layer is tied to the input embeddings.
     """
-    import torch
-    from tokenizers import AddedToken
-
     old_size = len(tokenizer)
     tokenizer.add_tokens([AddedToken(w.word, single_word=True, lstrip=lstrip, normalized=True) for w in words])
     for w in words:
@@ -178,12 +183,6 @@ def extend_vocabulary_on_corpus(
         min_count: Ignore words seen fewer times.
         overwrite: Replace a non-empty ``output_dir``.
     """
-    from mlmkit.config.schema import ModelConfig
-    from mlmkit.data.sources import load_corpora
-    from mlmkit.io.outputs import prepare_output_dir, save_pretrained_atomic
-    from mlmkit.modeling.loading import load_mlm_model
-    from mlmkit.tokenization.train import iter_text_batches
-
     if add < 1:
         raise UserError(f"--add must be at least 1, got {add}")
     corpus = load_corpora(sources, text_column, split, config_name, max_documents)

@@ -41,8 +41,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import PreTrainedTokenizerFast
+
 from mlmkit.data.sources import load_corpora
 from mlmkit.errors import UserError
+from mlmkit.io.outputs import prepare_output_dir
+from mlmkit.io.progress import training_progress
+from mlmkit.masking.language import script_counts
+from mlmkit.modeling.presets import is_from_scratch, model_family, source_has_tokenizer
 
 TOKENIZER_TYPES = ("wordpiece", "bpe", "unigram")
 #: the directory inside a run directory that holds a tokenizer trained for the run
@@ -141,8 +148,6 @@ class TrainedTokenizer:
 
 
 def _normalizer(kind: str, lowercase: bool, strip_accents: bool):
-    from tokenizers import normalizers
-
     if kind == "wordpiece":
         return normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=strip_accents,
                                           lowercase=lowercase)
@@ -156,8 +161,6 @@ def _normalizer(kind: str, lowercase: bool, strip_accents: bool):
 
 def corpus_script(texts: Iterable[str]) -> str | None:
     """The script of most letters of ``texts`` (see :mod:`mlmkit.masking.language`); None without letters."""
-    from mlmkit.masking.language import script_counts
-
     counts = script_counts(texts)
     return counts.most_common(1)[0][0] if counts else None
 
@@ -165,8 +168,6 @@ def corpus_script(texts: Iterable[str]) -> str | None:
 def _build_backend(kind: str, family: SpecialTokens, vocab_size: int, lowercase: bool, strip_accents: bool,
                    min_frequency: int, limit_alphabet: int = DEFAULT_ALPHABET):
     """An untrained ``tokenizers.Tokenizer`` plus its trainer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
     specials = list(family.order)
     if kind == "wordpiece":
         backend = Tokenizer(models.WordPiece(unk_token=family.unk))
@@ -195,8 +196,6 @@ def _build_backend(kind: str, family: SpecialTokens, vocab_size: int, lowercase:
 
 def _finish_backend(backend, kind: str, family: SpecialTokens) -> None:
     """Add post-processing and make the mask token absorb the space before it where spaces are tokens."""
-    from tokenizers import AddedToken, processors
-
     if kind != "wordpiece":
         # "a <mask> b": without lstrip the space before the mask would become a token of its own
         backend.add_special_tokens([AddedToken(family.mask, lstrip=True, normalized=False, special=True)])
@@ -267,10 +266,6 @@ def train_tokenizer(
     Returns:
         The tokenizer (a ``PreTrainedTokenizerFast``) with its size report.
     """
-    from transformers import PreTrainedTokenizerFast
-
-    from mlmkit.io.progress import training_progress
-
     kind = check_choice(kind, TOKENIZER_TYPES, "tokenizer type")
     family = check_choice(family, tuple(FAMILIES), "tokenizer family")
     specials = FAMILIES[family]
@@ -346,8 +341,6 @@ def train_tokenizer_on_corpus(
         console: Rich console for progress; None trains silently.
         **options: Passed to :func:`train_tokenizer` (``kind``, ``vocab_size``, ``family``, ...).
     """
-    from mlmkit.io.outputs import prepare_output_dir
-
     # fail before reading a large corpus
     if "kind" in options:
         check_choice(options["kind"], TOKENIZER_TYPES, "tokenizer type")
@@ -367,8 +360,6 @@ def train_tokenizer_on_corpus(
 
 def needs_trained_tokenizer(model_cfg: Any, tokenizer_cfg: Any) -> bool:
     """Whether a from-scratch run must train its tokenizer (see ``TokenizerTrainConfig.train``)."""
-    from mlmkit.modeling.presets import is_from_scratch, source_has_tokenizer
-
     if model_cfg.tokenizer:
         return False
     scratch = is_from_scratch(model_cfg)
@@ -389,7 +380,6 @@ def tokenizer_for_run(cfg: Any, run_dir: Path, accelerator: Any = None, console:
     """
     if not needs_trained_tokenizer(cfg.model, cfg.tokenizer):
         return cfg.model
-    from mlmkit.modeling.presets import model_family
 
     tcfg = cfg.tokenizer
     target = Path(run_dir) / RUN_TOKENIZER_DIR
