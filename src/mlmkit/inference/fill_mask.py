@@ -24,6 +24,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import torch
+from transformers import AutoModelForMaskedLM
+
 from mlmkit.errors import UserError
 from mlmkit.modeling.loading import load_pretrained, load_tokenizer, resolve_model_name
 from mlmkit.modeling.sparse_head import split_mlm_head
@@ -94,9 +97,6 @@ def load_fill_mask_model(name: str, revision: str | None = None, trust_remote_co
         UserError: The path is missing, the model cannot be loaded, its tokenizer has no
             mask token, or the checkpoint has no masked-language-model head.
     """
-    import torch
-    from transformers import AutoModelForMaskedLM
-
     resolve_model_name(name)  # a missing directory is reported before its tokenizer is looked for
     tokenizer = load_tokenizer(name, revision=revision, trust_remote_code=trust_remote_code)
     model, info = load_pretrained(AutoModelForMaskedLM, name, revision=revision, trust_remote_code=trust_remote_code)
@@ -317,8 +317,6 @@ def fill_mask(model: Any, tokenizer: Any, texts: str | Sequence[str], top_k: int
         UserError: A text has no mask, a mask lies beyond the model's length limit,
             ``top_k`` or ``batch_size`` is below 1, or the targets are empty.
     """
-    import torch
-
     if isinstance(texts, str):
         texts = [texts]
     if top_k < 1:
@@ -453,8 +451,6 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
 
 def pad_batch(rows: Sequence[Sequence[int]], pad_token_id: int) -> tuple[Any, Any]:
     """``(input_ids, attention_mask)`` tensors, right-padded with ``pad_token_id``."""
-    import torch
-
     width = max(len(r) for r in rows)
     input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
     attention = torch.zeros((len(rows), width), dtype=torch.long)
