@@ -74,6 +74,7 @@ def linear_probe(model: Any, tokenizer: Any, dataset: str = "embedded", *, train
         ``accuracy``, ``macro_f1``, the ``majority_accuracy`` of always predicting the most
         frequent training class, ``labels``, and the sample sizes.
     """
+    # lazy: scikit-learn takes about a second to import and only the probe needs it (evaluate imports this module)
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, f1_score
     from sklearn.pipeline import make_pipeline
