@@ -28,6 +28,15 @@ from typing import Any, ClassVar
 
 import torch
 
+from mlmkit.data.packing import word_ids_of
+from mlmkit.masking.language import AUTO, DEFAULT_LANGUAGE, detect_language, normalize_language
+from mlmkit.masking.segmentation import (
+    TOKENIZER,
+    check_segmenter,
+    load_segmenter,
+    resolve_segmenter,
+    segmented_word_ids,
+)
 from mlmkit.modeling.sparse_head import IGNORE_INDEX
 
 
@@ -235,9 +244,6 @@ class WordMaskingStrategy(MaskingStrategy):
 
     def __init__(self, language: str = "en", segmenter: str = "auto", **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        from mlmkit.masking.language import AUTO, normalize_language
-        from mlmkit.masking.segmentation import TOKENIZER, check_segmenter, resolve_segmenter
-
         self.language = normalize_language(language)
         if self.language == AUTO:
             resolve_segmenter(segmenter, "en")  # a bad name fails now; what "auto" means waits for the language
@@ -254,8 +260,6 @@ class WordMaskingStrategy(MaskingStrategy):
     @property
     def resolved_language(self) -> str:
         """The language code in use: ``language``, or what ``auto`` detected (``en`` until it has seen text)."""
-        from mlmkit.masking.language import AUTO, DEFAULT_LANGUAGE
-
         if self.language != AUTO:
             return self.language
         return self._detected or DEFAULT_LANGUAGE
@@ -263,15 +267,10 @@ class WordMaskingStrategy(MaskingStrategy):
     @property
     def resolved_segmenter(self) -> str:
         """The segmenter name in use (``tokenizer`` for none)."""
-        from mlmkit.masking.segmentation import resolve_segmenter
-
         return self.segmenter if self.language != "auto" else resolve_segmenter(self.segmenter, self.resolved_language)
 
     def detect_language(self, texts: list[str]) -> str:
         """Settle ``language=auto`` from a sample of the corpus (once; later calls keep the first answer)."""
-        from mlmkit.masking.language import AUTO, detect_language
-        from mlmkit.masking.segmentation import check_segmenter
-
         if self.language == AUTO and self._detected is None:
             self._detected = detect_language(texts)
             self.on_language(self._detected)
@@ -283,9 +282,6 @@ class WordMaskingStrategy(MaskingStrategy):
 
     def word_ids(self, texts: list[str], encodings: Any) -> list[list[int]]:
         """The word of every token of a tokenized batch: segmented words, or the tokenizer's (-1 on special tokens)."""
-        from mlmkit.data.packing import word_ids_of
-        from mlmkit.masking.segmentation import TOKENIZER, load_segmenter, segmented_word_ids
-
         self.detect_language(texts)
         if self.resolved_segmenter == TOKENIZER:
             special = set(self.tokenizer.all_special_ids) if self.tokenizer is not None else set()

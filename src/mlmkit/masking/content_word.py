@@ -10,6 +10,7 @@ import torch
 
 from mlmkit.errors import UserError
 from mlmkit.masking.base import Selection, WordMaskingStrategy
+from mlmkit.masking.language import spacy_stop_words
 from mlmkit.masking.segmentation import word_spans
 from mlmkit.masking.units import candidate_mask, select_units, word_unit_ids
 
@@ -69,8 +70,6 @@ def function_words_for(language: str) -> frozenset[str]:
     Raises:
         UserError: when spaCy is missing or has no stop words for ``language``.
     """
-    from mlmkit.masking.language import spacy_stop_words
-
     if language == "en":
         return ENGLISH_FUNCTION_WORDS
     words = spacy_stop_words(language)

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from mlmkit.masking.base import MaskingStrategy, Selection
+from mlmkit.masking.registry import build_strategy
 
 #: parameters the mixture owns; components may not set them (they would be silently ignored)
 SHARED_PARAMETERS = ("ratio", "mask_replace_prob", "random_replace_prob", "schedule")
@@ -36,7 +37,6 @@ class MixtureMasking(MaskingStrategy):
 
     def __init__(self, strategies: Sequence[Mapping[str, Any]] | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        from mlmkit.masking.registry import build_strategy
 
         if not strategies:
             raise ValueError("mixture needs masking.strategies, e.g. "

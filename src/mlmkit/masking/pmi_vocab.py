@@ -59,7 +59,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from mlmkit.data.sources import load_corpora
 from mlmkit.errors import UserError
+from mlmkit.masking.language import AUTO, detect_language, normalize_language
+from mlmkit.masking.segmentation import align_words, load_segmenter, resolve_segmenter
+from mlmkit.modeling.loading import load_tokenizer
 
 VOCAB_FORMAT = "mlmkit-pmi-vocab"
 VOCAB_VERSION = 1
@@ -183,8 +191,6 @@ def count_frequent_ngrams(
         ``(counts, totals)``: counts of the frequent n-grams (keys are tuples of word ids)
         and ``totals[k]``, the number of k-gram positions (``totals[0]`` is unused).
     """
-    import numpy as np
-
     lengths = np.fromiter((len(d) for d in documents), dtype=np.int64, count=len(documents))
     totals = [0] + [int(np.clip(lengths - k + 1, 0, None).sum()) for k in range(1, max_n + 1)]
     flat = np.fromiter((w for d in documents for w in d), dtype=np.int64, count=int(lengths.sum()))
@@ -318,8 +324,6 @@ def read_corpus_words(
 
     Returns ``(documents as word ids, id -> word)``.
     """
-    from mlmkit.masking.segmentation import align_words
-
     if not getattr(tokenizer, "is_fast", False):
         raise UserError("building a PMI vocabulary needs a fast tokenizer (one with a tokenizer.json)")
     normalize = word_normalizer(tokenizer)
@@ -441,15 +445,7 @@ def build_vocab_file(
     Returns:
         A summary: output path, documents, words, entries per length and the top entries.
     """
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from mlmkit.data.sources import load_corpora
-    from mlmkit.modeling.loading import load_tokenizer
-
     texts: list[str] = load_corpora(corpora, text_column, split, None, max_documents)["text"]
-    from mlmkit.masking.language import AUTO, detect_language, normalize_language
-    from mlmkit.masking.segmentation import load_segmenter, resolve_segmenter
 
     language = normalize_language(language)
     if language == AUTO:

@@ -98,6 +98,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
 from mlmkit.data.pos_tagging import check_spacy_model, default_spacy_model, load_pos_pipeline
 from mlmkit.errors import UserError
@@ -173,8 +174,6 @@ def all_processes_sum(sums: torch.Tensor, counts: torch.Tensor) -> tuple[torch.T
     draw masks from the same weights, and a checkpoint (written by the main process)
     resumes every process exactly.
     """
-    import torch.distributed as dist
-
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
         return sums, counts
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")

@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from mlmkit.data.packing import tokenize_corpus, word_ids_of
+from mlmkit.data.cache import prepared_corpus
+from mlmkit.data.packing import pack_blocks, tokenize_corpus, word_ids_of
 from mlmkit.errors import UserError
 from mlmkit.masking.base import MaskingStrategy, Selection
 from mlmkit.masking.collator import MaskingCollator, step_generator
@@ -234,8 +235,6 @@ def corpus_stats(
         from (span), the share of blocks with no prediction, and the share of content words
         among predicted tokens compared with their share in the corpus.
     """
-    from mlmkit.data.packing import pack_blocks
-
     collator = MaskingCollator(tokenizer, strategy, seed=seed)
     ratio = strategy.ratio if ratio is None else float(ratio)
     labelled = _WithContentLabels(strategy)
@@ -244,8 +243,6 @@ def corpus_stats(
         blocks = pack_blocks(tokenized, block_size, strategy.group_features)
         documents = len(texts)
     else:
-        from mlmkit.data.cache import prepared_corpus
-
         prepared = prepared_corpus(data, tokenizer, labelled, notify=notify)
         blocks, documents = prepared.blocks, prepared.documents
         if prepared.reused and notify is not None:

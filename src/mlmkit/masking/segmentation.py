@@ -88,7 +88,7 @@ def check_segmenter(name: str, language: str) -> None:
 
 
 def _jieba_segmenter() -> Segmenter:
-    import jieba
+    import jieba  # optional: only Chinese word segmentation needs it (the zh extra)
 
     logging.getLogger("jieba").setLevel(logging.WARNING)  # it announces its dictionary on stderr otherwise
     tokenizer = jieba.dt  # the process-wide default: its dictionary loads once per process
@@ -100,7 +100,7 @@ def _jieba_segmenter() -> Segmenter:
 
 
 def _spacy_segmenter(language: str) -> Segmenter:
-    import spacy
+    import spacy  # optional: only spaCy word segmentation needs it (the embedded extra)
 
     try:
         nlp = spacy.blank(language)

@@ -21,10 +21,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
+from mlmkit.data.sources import load_text_corpus
 from mlmkit.errors import UserError
 from mlmkit.masking.base import MaskingStrategy, Selection
 from mlmkit.masking.units import candidate_mask, select_units, word_unit_ids
+from mlmkit.modeling.loading import load_tokenizer
 
 FORMAT = "mlmkit-token-weights"
 FORMAT_VERSION = 1
@@ -215,9 +219,6 @@ def build_weights_file(
         The metadata written with the table, plus the output path and the most and least
         weighted frequent tokens.
     """
-    from mlmkit.data.sources import load_text_corpus
-    from mlmkit.modeling.loading import load_tokenizer
-
     if Path(output).suffix.lower() not in (".json", ".safetensors"):
         raise UserError(f"masking weights go to a .json or .safetensors file, not {Path(output).name!r}")
     tokenizer = load_tokenizer(model, require_mask=False)
@@ -244,8 +245,6 @@ def save_token_weights(path: str | Path, weights: np.ndarray, metadata: dict[str
         payload = {**meta, "weights": [round(float(w), 6) for w in weights]}
         path.write_text(json.dumps(payload) + "\n", encoding="utf-8")
     elif suffix == ".safetensors":
-        from safetensors.torch import save_file
-
         save_file({"weights": torch.as_tensor(np.asarray(weights, dtype=np.float32))}, str(path),
                   metadata={k: json.dumps(v) for k, v in meta.items()})
     else:
@@ -266,8 +265,6 @@ def load_token_weights(path: str | Path) -> tuple[torch.Tensor, dict[str, Any]]:
             weights = torch.tensor(payload.pop("weights"), dtype=torch.float32)
             meta = payload
         elif suffix == ".safetensors":
-            from safetensors import safe_open
-
             with safe_open(str(path), framework="pt") as handle:
                 weights = handle.get_tensor("weights").float()
                 meta = {k: json.loads(v) for k, v in (handle.metadata() or {}).items()}
