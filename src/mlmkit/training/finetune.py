@@ -23,7 +23,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from accelerate.utils import set_seed
 from rich.console import Console
+from torch.utils.data import DataLoader
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    DataCollatorForTokenClassification,
+    DataCollatorWithPadding,
+)
 
 from mlmkit.config.loading import config_to_yaml
 from mlmkit.config.schema import FinetuneConfig, ModelConfig
@@ -33,6 +41,7 @@ from mlmkit.data.labelled import (
     load_labelled_splits,
     tokenize_labelled,
 )
+from mlmkit.data.ner import load_token_splits, prefix_space_tokenizer, tokenize_tagged, word_predictions
 from mlmkit.errors import UserError
 from mlmkit.io.outputs import prepare_output_dir, save_pretrained_atomic, write_text_atomic
 from mlmkit.io.progress import training_progress
@@ -42,7 +51,9 @@ from mlmkit.training.classification_metrics import classification_report, majori
 from mlmkit.training.finish import finish_run
 from mlmkit.training.launch import build_accelerator
 from mlmkit.training.optim import build_lr_scheduler, build_optimizer
+from mlmkit.training.regression_metrics import regression_report
 from mlmkit.training.stopping import LogWindow, agreed_stop, parse_duration
+from mlmkit.training.token_metrics import token_report
 from mlmkit.training.tracking import open_metrics_log, reporting_options
 from mlmkit.training.validation import validate_run_config
 
@@ -106,8 +117,6 @@ def load_task_model(model_cfg: ModelConfig, label_names: list[str],
     Returns:
         ``(model, newly_initialised_weight_names)``.
     """
-    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
-
     kwargs: dict[str, Any] = {
         "num_labels": len(label_names),
         "id2label": dict(enumerate(label_names)),
@@ -260,14 +269,10 @@ def score_outputs(task: str, preds: Any, refs: Any, names: list[str], eval_set: 
                 "per_class": report["per_class"], "confusion_matrix": [],
                 "threshold_tuned": report["threshold_tuned"]}
     if task == "regression":
-        from mlmkit.training.regression_metrics import regression_report
-
         report = regression_report(preds, refs)
         return {"metrics": {"pearson": report["pearson"], "spearman": report["spearman"], "mse": report["mse"],
                             "mae": report["mae"], "accuracy": nan, "macro_f1": nan},
                 "per_class": [], "confusion_matrix": []}
-    from mlmkit.data.ner import word_predictions
-    from mlmkit.training.token_metrics import token_report
 
     gold = column_values(eval_set, "tags")
     labelled = column_values(eval_set, "labelled_words")
@@ -313,8 +318,6 @@ def task_baseline(task: str, train_set: Any, eval_set: Any, refs: Any, names: li
 def _prepare_data(cfg: FinetuneConfig, tokenizer: Any, max_length: int) -> tuple[Any, Any, Any, dict[str, Any]]:
     """``(splits, train_set, eval_set, extra_sets)`` tokenized for ``cfg.data.task``."""
     if cfg.data.task == "token":
-        from mlmkit.data.ner import load_token_splits, tokenize_tagged
-
         splits = load_token_splits(cfg.data, cfg.train.seed)
         tokenize = tokenize_tagged
     else:
@@ -329,8 +332,6 @@ WORD_COLUMNS = ("tokens", "tags", "labelled_words")
 
 
 def _eval_loader(data: Any, collator: Any, batch_size: int) -> Any:
-    from torch.utils.data import DataLoader
-
     # sorted by length: evaluation order does not matter (token outputs carry their example id), padding does
     by_length = np.argsort(np.asarray(column_values(data, "length")), kind="stable")
     drop = ["length", *(c for c in WORD_COLUMNS if c in data.column_names)]
@@ -351,10 +352,6 @@ def finetune_classifier(cfg: FinetuneConfig, console: Console | None = None,
     Returns:
         Training statistics and the evaluation report, with a constant baseline (see :func:`task_baseline`).
     """
-    from accelerate.utils import set_seed
-    from torch.utils.data import DataLoader
-    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
-
     console = console or Console(stderr=True)
     tcfg = cfg.train
     validate_run_config(cfg)  # the CLI did already; a config built in Python is checked here
@@ -367,8 +364,6 @@ def finetune_classifier(cfg: FinetuneConfig, console: Console | None = None,
     kind = cfg.data.task
     tokenizer = _classification_tokenizer(cfg.model)
     if kind == "token":
-        from mlmkit.data.ner import prefix_space_tokenizer
-
         tokenizer = prefix_space_tokenizer(tokenizer)
     max_length = min(cfg.data.max_seq_length, tokenizer.model_max_length or cfg.data.max_seq_length)
     with accelerator.main_process_first():

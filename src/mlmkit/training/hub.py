@@ -12,6 +12,10 @@ import importlib
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub import constants
+from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+
 from mlmkit.errors import UserError, first_line
 from mlmkit.training.model_card import card_repo_id, write_model_card
 
@@ -32,8 +36,6 @@ def check_push_settings(output: Any) -> None:
 
 
 def _validate_repo_id(repo_id: str) -> None:
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
     try:
         validate_repo_id(repo_id)
     except HFValidationError as exc:
@@ -42,8 +44,6 @@ def _validate_repo_id(repo_id: str) -> None:
 
 def _network_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean "the Hub could not be reached or refused": HTTP-library errors vary by version."""
-    from huggingface_hub.errors import HfHubHTTPError
-
     errors: list[type[BaseException]] = [OSError, ValueError, HfHubHTTPError]
     for module in ("httpx2", "httpx", "requests"):
         try:
@@ -74,7 +74,8 @@ def push_run(run_dir: str | Path, repo_id: str, private: bool = False, revision:
     Raises:
         UserError: Not a model directory, offline mode, no token, or any network / Hub failure.
     """
-    from huggingface_hub import HfApi, constants, get_token
+    # lazy: looked up at each call, so a replaced huggingface_hub.HfApi or get_token (a fake Hub in tests) is used
+    from huggingface_hub import HfApi, get_token
 
     run = Path(run_dir).expanduser()
     if not (run / "config.json").is_file():

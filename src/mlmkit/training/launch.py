@@ -16,6 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+from accelerate import Accelerator, PartialState
+from accelerate.utils import ProjectConfiguration
+
 from mlmkit.training.optim import resolve_mixed_precision
 
 
@@ -99,8 +103,6 @@ def _cpu_processes() -> bool:
 
     Accelerate treats a torchrun-style launch as multi-GPU unless told cpu=True.
     """
-    import torch
-
     return not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
@@ -111,8 +113,6 @@ def process_state() -> Any:
     later Accelerator in the process, so one made with other settings would leave a launched
     process running alone.
     """
-    from accelerate import PartialState
-
     return PartialState(cpu=_cpu_processes())
 
 
@@ -126,9 +126,6 @@ def build_accelerator(grad_accum: int, mixed_precision: str, log_with: list[str]
         log_with: Accelerate tracker names (see :func:`mlmkit.training.tracking.reporting_options`).
         logging_dir: Where trackers that write locally (TensorBoard) put their files.
     """
-    from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration
-
     return Accelerator(gradient_accumulation_steps=grad_accum, cpu=_cpu_processes(),
                        mixed_precision=resolve_mixed_precision(mixed_precision), log_with=log_with or None,
                        project_config=ProjectConfiguration(logging_dir=logging_dir))

@@ -14,6 +14,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+
 from mlmkit.io.outputs import write_text_atomic
 from mlmkit.masking.registry import get_strategy_class
 from mlmkit.training.run_summary import RunSummary, load_run, summarize_run
@@ -80,7 +83,6 @@ def _is_hub_id(name: str | None) -> bool:
     """Whether ``name`` looks like a Hub repository id rather than a local path or 'embedded'."""
     if not name or name == "embedded" or name.startswith(("/", ".", "~")) or Path(name).expanduser().exists():
         return False
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     try:
         validate_repo_id(name)
@@ -104,8 +106,6 @@ def base_model_of(model: dict[str, Any]) -> str | None:
         return name
     card = Path(name).expanduser() / CARD_FILE
     if card.is_file():
-        from huggingface_hub import ModelCard
-
         base = ModelCard.load(card).data.to_dict().get("base_model")
         return base if isinstance(base, str) else None
     return None
@@ -147,8 +147,6 @@ def _masking_recipe(masking: dict[str, Any]) -> list[tuple[str, str]]:
 
 def card_repo_id(run_dir: str | Path) -> str | None:
     """The Hub id the card's usage snippet loads (None when it loads the local directory)."""
-    from huggingface_hub import ModelCard
-
     card = Path(run_dir).expanduser() / CARD_FILE
     if not card.is_file():
         return None
@@ -228,8 +226,6 @@ def build_model_card(run_dir: str | Path, repo_id: str | None = None) -> Any:
         repo_id: Hub id the usage snippet loads; default ``output.hub_repo_id`` of the run, else the
             local directory.
     """
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
-
     run = Path(run_dir).expanduser()
     config, records, results = load_run(run)
     summary = summarize_run(run)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from transformers import get_scheduler
 
 from mlmkit.errors import UserError
 
@@ -51,8 +52,6 @@ def build_lr_scheduler(name: str, optimizer: torch.optim.Optimizer, total_steps:
     Accelerate steps a prepared scheduler once per process per optimizer step, so the
     step counts are scaled by the number of processes (as in ``run_mlm_no_trainer.py``).
     """
-    from transformers import get_scheduler
-
     warmup = int(round(total_steps * warmup_ratio))
     try:
         return get_scheduler(name, optimizer, num_warmup_steps=warmup * num_processes,

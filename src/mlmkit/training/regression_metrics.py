@@ -11,6 +11,7 @@ from typing import Any
 import datasets
 import evaluate
 import numpy as np
+from scipy import stats
 
 
 class RegressionReport(evaluate.Metric):
@@ -28,8 +29,6 @@ class RegressionReport(evaluate.Metric):
         )
 
     def _compute(self, predictions: Any = None, references: Any = None) -> dict[str, float]:
-        from scipy import stats
-
         preds = np.asarray(predictions, dtype=np.float64)
         refs = np.asarray(references, dtype=np.float64)
         varies = len(refs) > 1 and np.ptp(preds) > 0 and np.ptp(refs) > 0

@@ -43,6 +43,7 @@ def draw_runs(runs: Sequence[tuple[str, list[dict[str, Any]]]], title: str | Non
     Raises:
         UserError: When the runs hold no curve to draw.
     """
+    # lazy: matplotlib is heavy and only plotting needs it
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

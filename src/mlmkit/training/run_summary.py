@@ -13,6 +13,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from mlmkit.errors import UserError
 
 #: what the loops write at the end: the fine-tuning report, or the pre-training before/after metrics
@@ -53,8 +55,6 @@ def load_run(run_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]],
     Raises:
         UserError: When ``run_dir`` has no ``metrics.jsonl`` and ``config.yaml`` (not a run directory).
     """
-    from omegaconf import OmegaConf
-
     run = Path(run_dir).expanduser()
     if not (run / "metrics.jsonl").is_file() or not (run / "config.yaml").is_file():
         raise UserError(f"{run} is not an mlmkit run directory (no metrics.jsonl and config.yaml)")

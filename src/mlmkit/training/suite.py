@@ -16,9 +16,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 
+from mlmkit.config.loading import config_to_yaml, load_config
+from mlmkit.config.schema import FinetuneConfig
 from mlmkit.errors import UserError
+from mlmkit.io.outputs import prepare_output_dir, write_text_atomic
+from mlmkit.training.launch import process_state
+from mlmkit.training.validation import validate_run_config
 
 SUITE_FILE = "suite.json"
 SUITE_CONFIG = "suite.yaml"
@@ -79,17 +85,12 @@ class SuiteRow:
 
 def _stats(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (NaN for one value)."""
-    import numpy as np
-
     array = np.asarray(values, dtype=np.float64)
     return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else float("nan")
 
 
 def task_config(suite: SuiteConfig, task: SuiteTask, seed: int, out: Path) -> Any:
     """The resolved fine-tuning config of one task and seed (the suite's model, seed and run folder win)."""
-    from mlmkit.config.loading import load_config
-    from mlmkit.config.schema import FinetuneConfig
-
     fixed = [f"model.name_or_path={json.dumps(suite.model)}", f"output.dir={json.dumps(str(out))}",
              "output.overwrite=true", f"train.seed={seed}"]
     return load_config(FinetuneConfig, task.recipe, [*task.overrides, *fixed], kind="finetune")
@@ -97,8 +98,6 @@ def task_config(suite: SuiteConfig, task: SuiteTask, seed: int, out: Path) -> An
 
 def _previous_result(out: Path, cfg: Any) -> dict[str, Any] | None:
     """Results of a finished run in ``out`` with exactly this config, else None."""
-    from mlmkit.config.loading import config_to_yaml
-
     results, config = out / "eval_results.json", out / "config.yaml"
     if not (results.is_file() and config.is_file() and (out / "config.json").is_file()):
         return None
@@ -112,8 +111,6 @@ def _previous_result(out: Path, cfg: Any) -> dict[str, Any] | None:
 
 def _prepare_suite_dir(suite: SuiteConfig, text: str) -> Path:
     """Create the suite folder; refuse a non-empty folder of something else unless output.overwrite."""
-    from mlmkit.io.outputs import prepare_output_dir, write_text_atomic
-
     out = Path(suite.output.dir).expanduser()
     ours = (out / SUITE_CONFIG).is_file()
     if not ours:
@@ -133,11 +130,8 @@ def run_suite(suite: SuiteConfig, console: Console | None = None) -> dict[str, A
         The content of ``suite.json`` (NaN written as None): ``model``, ``seeds``, ``rows`` (one per task:
         metric, per-seed values, mean, std, baseline) and ``runs`` (every run's metrics).
     """
-    from mlmkit.config.loading import config_to_yaml
-    from mlmkit.io.outputs import write_text_atomic
+    # lazy: looked up at each call, so a replaced mlmkit.training.finetune.finetune_classifier (tests) is used
     from mlmkit.training.finetune import finetune_classifier, primary_metric
-    from mlmkit.training.launch import process_state
-    from mlmkit.training.validation import validate_run_config
 
     console = console or Console(stderr=True)
     if not suite.tasks:

@@ -15,6 +15,10 @@ from typing import Any
 import datasets
 import evaluate
 import numpy as np
+from seqeval import metrics
+from seqeval import scheme as schemes
+
+from mlmkit.training.classification_metrics import classification_report
 
 #: tag prefixes of chunking schemes (IOB1/IOB2/IOE/IOBES/BILOU)
 CHUNK_PREFIXES = ("B-", "I-", "E-", "S-", "L-", "U-")
@@ -43,9 +47,6 @@ class Seqeval(evaluate.Metric):
 
     def _compute(self, predictions: Any = None, references: Any = None, mode: str | None = None,
                  scheme: str | None = None) -> dict[str, Any]:
-        from seqeval import metrics
-        from seqeval import scheme as schemes
-
         scheme_class = getattr(schemes, scheme) if scheme else None
         preds, refs = [list(p) for p in predictions], [list(r) for r in references]
         report = metrics.classification_report(refs, preds, output_dict=True, mode=mode, scheme=scheme_class,
@@ -73,8 +74,6 @@ def token_report(predictions: Sequence[Sequence[str]], references: Sequence[Sequ
         ``accuracy`` (tokens), ``f1`` (entity micro-F1 for BIO tags; token accuracy otherwise, which is
         micro-F1 of single-label tagging), ``macro_f1`` and ``per_class`` rows (entity types or tags).
     """
-    from mlmkit.training.classification_metrics import classification_report
-
     if is_chunk_tagging(label_names):
         scores = Seqeval(keep_in_memory=True).compute(predictions=[list(p) for p in predictions],
                                                       references=[list(r) for r in references])

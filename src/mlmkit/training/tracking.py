@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import accelerate.utils
+
 from mlmkit.config.loading import config_to_dict
 from mlmkit.errors import UserError
 from mlmkit.io.outputs import MetricsLog
@@ -50,8 +52,6 @@ def tracker_names(report_to: Any) -> list[str]:
     Raises:
         UserError: For an unknown name, or a tracker whose package is not installed.
     """
-    import accelerate.utils
-
     raw = report_to.split(",") if isinstance(report_to, str) else list(report_to or [])
     names = list(dict.fromkeys(str(name).strip().lower() for name in raw if str(name).strip()))
     if names in ([], ["none"]):
