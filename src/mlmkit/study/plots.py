@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 
 def _pyplot():
-    import matplotlib
+    import matplotlib  # lazy: matplotlib is heavy and only plotting needs it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: only after the Agg backend is chosen
 
     return plt
 
@@ -38,8 +39,6 @@ def _curves(records: list[dict[str, Any]], split: str, key: str) -> dict[str, di
 
 def _band(values: list[float]) -> tuple[float, float, float]:
     """Mean and a band: the 95% t-interval of the mean with 3+ values, else the range."""
-    from scipy import stats
-
     data = np.asarray(values, dtype=float)
     mean = float(data.mean())
     if data.size >= 3 and data.std(ddof=1) > 0:

@@ -77,7 +77,7 @@ def prepare_tokenizer(study: Study, console: Console, train: bool = True) -> str
     Shards that start together take turns through a lock file; the first trains, the
     others reuse ``<study>/tokenizer``. Returns its path, or None when the base needs none.
     """
-    import fcntl
+    import fcntl  # lazy: POSIX-only; the rest of the module imports on any platform
 
     first = study.runs[0].config
     if not needs_trained_tokenizer(first.model, first.tokenizer):
@@ -99,7 +99,7 @@ def prepare_pmi_vocabulary(study: Study, console: Console) -> None:
 
     It is built from the study's corpus with the tokenizer the runs use (for its word splitting).
     """
-    import fcntl
+    import fcntl  # lazy: POSIX-only; the rest of the module imports on any platform
 
     target = study.dir / PMI_VOCAB_FILE
     users = [run for run in study.runs if run.config.masking.get("vocab") == str(target)]

@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
 ALPHA = 0.05
 
@@ -32,8 +34,6 @@ def _finite(value: float) -> float | None:
 
 def summarize(values: Sequence[float], confidence: float = 0.95) -> dict[str, Any]:
     """``values``, ``n``, ``mean``, ``sd`` (ddof=1) and the t-interval ``ci95`` of the mean."""
-    from scipy import stats
-
     data = np.asarray(values, dtype=float)
     n = int(data.size)
     out: dict[str, Any] = {"values": [float(v) for v in data], "n": n,
@@ -51,8 +51,6 @@ def summarize(values: Sequence[float], confidence: float = 0.95) -> dict[str, An
 
 def paired_difference(arm: Sequence[float], baseline: Sequence[float], confidence: float = 0.95) -> dict[str, Any]:
     """Arm minus baseline, paired by position (seed): mean, its t-interval and the paired t-test p-value."""
-    from scipy import stats
-
     a, b = np.asarray(arm, dtype=float), np.asarray(baseline, dtype=float)
     if a.shape != b.shape:
         raise ValueError("paired values need the same seeds on both sides")
@@ -75,8 +73,6 @@ def paired_difference(arm: Sequence[float], baseline: Sequence[float], confidenc
 
 def holm(p_values: Mapping[str, float | None]) -> dict[str, float | None]:
     """Holm-corrected p-values; entries that are ``None`` stay ``None`` and do not count."""
-    from statsmodels.stats.multitest import multipletests
-
     keys = [k for k, p in p_values.items() if p is not None]
     corrected: dict[str, float | None] = dict.fromkeys(p_values)
     if keys:
