@@ -16,6 +16,7 @@ from mlmkit import __version__
 from mlmkit.cli import cache as cache_cli
 from mlmkit.cli import finetune, masking, runs
 from mlmkit.cli import tokenizer as tokenizer_cli
+from mlmkit.cli.common import fail
 from mlmkit.cli.compare import compare_command
 from mlmkit.cli.evaluate import evaluate_command
 from mlmkit.cli.fill_mask import fill_mask_command
@@ -56,7 +57,6 @@ def _usage_error_line(exc: Any) -> None:
     """Print Click's usage error as one ``error:`` line and exit 2 (help requested by no arguments passes)."""
     if isinstance(exc, NoArgsIsHelpError):
         raise exc
-    from mlmkit.cli.common import fail
 
     command = exc.ctx.command_path if exc.ctx is not None else "mlmkit"
     fail(f"{' '.join(exc.format_message().split())} (see '{command} --help')")

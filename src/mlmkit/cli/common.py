@@ -1,5 +1,8 @@
 """What every command shares: consoles and the user-error boundary."""
 
+# Library imports (mlmkit's other layers and their dependencies) sit inside the functions that use them, so that
+# `mlmkit --help` imports only this layer.
+
 from __future__ import annotations
 
 import functools
@@ -11,6 +14,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -23,8 +27,6 @@ EXIT_USER_ERROR = 2
 
 def fail(message: str) -> None:
     """Print one red error line on stderr and exit with code 2."""
-    from rich.markup import escape
-
     # escaped: messages name extras such as mlmkit[zh], which rich would read as markup and drop
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_USER_ERROR)

@@ -1,5 +1,8 @@
 """``mlmkit compare``: which masking is better? Arms x seeds at equal compute, with confidence intervals."""
 
+# Library imports (mlmkit's other layers and their dependencies) sit inside the functions that use them, so that
+# `mlmkit --help` imports only this layer.
+
 from __future__ import annotations
 
 import typer

@@ -1,5 +1,8 @@
 """``mlmkit evaluate``: score any masked LM on held-out text, whatever trained it."""
 
+# Library imports (mlmkit's other layers and their dependencies) sit inside the functions that use them, so that
+# `mlmkit --help` imports only this layer.
+
 from __future__ import annotations
 
 import typer

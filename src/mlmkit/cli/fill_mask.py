@@ -1,10 +1,14 @@
 """``mlmkit fill-mask``: ask a masked language model to fill in the blanks."""
 
+# Library imports (mlmkit's other layers and their dependencies) sit inside the functions that use them, so that
+# `mlmkit --help` imports only this layer.
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -109,7 +113,6 @@ def _with_progress(fill, mlm, tokenizer, texts, options, show: bool):
     """Run ``fill`` (fill_mask or joint_fill) with a progress bar on stderr when ``show``."""
     if not show:
         return fill(mlm, tokenizer, texts, **options)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn("fill-mask"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err_console, transient=True) as bar:

@@ -1,5 +1,8 @@
 """``mlmkit finetune sentiment|classify|ner|suite``: fine-tune an encoder for a task, or a suite of tasks."""
 
+# Library imports (mlmkit's other layers and their dependencies) sit inside the functions that use them, so that
+# `mlmkit --help` imports only this layer.
+
 from __future__ import annotations
 
 import functools

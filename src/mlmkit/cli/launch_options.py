@@ -5,14 +5,21 @@ receives them as one ``launch`` value. A command that asks for more processes th
 one hands the command line the user typed, without these options, to Accelerate's launcher.
 """
 
+# Library imports (mlmkit's other layers and their dependencies) sit inside the functions that use them, so that
+# `mlmkit --help` imports only this layer.
+
 from __future__ import annotations
 
 import functools
 import inspect
+import os
 from collections.abc import Callable
+from dataclasses import asdict, is_dataclass
 from typing import Annotated, Any
 
 import typer
+
+from mlmkit.cli.common import print_json, quiet_libraries
 
 NumProcesses = Annotated[int, typer.Option("--num-processes", min=1,
                                            help="Processes (GPUs) to launch through Accelerate.")]
@@ -85,8 +92,6 @@ def relaunch_if_needed(argv: list[str], num_processes: int, num_machines: int, m
 
 def is_main_process() -> bool:
     """True outside a launch, and in the rank-0 process of one."""
-    import os
-
     return os.environ.get("RANK", "0") == "0"
 
 
@@ -99,10 +104,6 @@ def run_here_or_launch(argv: list[str], launch: tuple, launcher: Callable[[list[
     Returns the result for the caller to print as tables, or None when there is nothing
     left to print (launched, a non-main process, or ``--json`` already printed).
     """
-    from dataclasses import asdict, is_dataclass
-
-    from mlmkit.cli.common import print_json, quiet_libraries
-
     if relaunch_if_needed(argv, *launch, launcher):
         return None
     quiet_libraries()

@@ -1,11 +1,16 @@
 """``mlmkit masking ...``: inspect the masking-strategy registry, preview strategies, build their data."""
 
+# Library imports (mlmkit's other layers and their dependencies) sit inside the functions that use them, so that
+# `mlmkit --help` imports only this layer.
+
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import typer
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -58,10 +63,6 @@ def _strategy_table(rows: list[dict[str, Any]], params_text: dict[str, str], min
 
 def _fits(table: Table, width: int) -> bool:
     """True when ``table`` renders within ``width`` columns without being cropped."""
-    import io
-
-    from rich.console import Console
-
     probe = Console(file=io.StringIO(), width=width, color_system=None)
     probe.print(table)
     lines = probe.file.getvalue().splitlines()[1:]  # skip the centred title

@@ -1,5 +1,8 @@
 """``mlmkit prepare``: tokenize, featurize and pack a recipe's corpus once, ahead of training."""
 
+# Library imports (mlmkit's other layers and their dependencies) sit inside the functions that use them, so that
+# `mlmkit --help` imports only this layer.
+
 from __future__ import annotations
 
 import os

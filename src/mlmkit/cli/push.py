@@ -1,5 +1,8 @@
 """``mlmkit push``: upload a run directory to the Hugging Face Hub."""
 
+# Library imports (mlmkit's other layers and their dependencies) sit inside the functions that use them, so that
+# `mlmkit --help` imports only this layer.
+
 from __future__ import annotations
 
 import typer

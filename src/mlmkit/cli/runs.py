@@ -1,5 +1,8 @@
 """``mlmkit runs ls``: the runs under a directory, newest first."""
 
+# Library imports (mlmkit's other layers and their dependencies) sit inside the functions that use them, so that
+# `mlmkit --help` imports only this layer.
+
 from __future__ import annotations
 
 from dataclasses import asdict

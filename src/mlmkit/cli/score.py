@@ -1,5 +1,8 @@
 """``mlmkit score``: how natural a masked language model finds each text (pseudo-log-likelihood)."""
 
+# Library imports (mlmkit's other layers and their dependencies) sit inside the functions that use them, so that
+# `mlmkit --help` imports only this layer.
+
 from __future__ import annotations
 
 import typer

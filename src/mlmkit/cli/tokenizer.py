@@ -1,6 +1,11 @@
 """``mlmkit tokenizer ...``: train a tokenizer on a corpus, extend a model's vocabulary."""
 
+# Library imports (mlmkit's other layers and their dependencies) sit inside the functions that use them, so that
+# `mlmkit --help` imports only this layer.
+
 from __future__ import annotations
+
+from dataclasses import asdict
 
 import typer
 from rich.table import Table
@@ -77,8 +82,6 @@ def extend_command(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Add the most frequent corpus words the tokenizer splits; new embeddings = mean of their old pieces."""
-    from dataclasses import asdict
-
     from mlmkit.tokenization.extend import extend_vocabulary_on_corpus
 
     quiet_libraries()
