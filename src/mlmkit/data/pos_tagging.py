@@ -117,8 +117,10 @@ class RememberedPos:
     """Sets ``token.pos`` as the pipeline's attribute ruler would, remembering it per (word, tagger output).
 
     The ruler matches patterns over every token of every document, most of the tagging time of a
-    small pipeline; here it runs once on a one-word document per distinct key, and later tokens with
-    the same key copy its answer. Only POS is set (the ruler's lemmas and morphology are not needed).
+    small pipeline. Here, for each batch of documents, the keys not seen before go through the ruler
+    once, as the words of one document (its POS rules look at one word at a time, see
+    :func:`word_level_pos_rules`, so neighbours do not matter), and every token copies its key's
+    answer. Only POS is set (the ruler's lemmas and morphology are not needed).
     """
 
     def __init__(self, vocab: Any, ruler: Any = None) -> None:
@@ -127,23 +129,41 @@ class RememberedPos:
         self.memo: dict[tuple[int, int, int, int], int] = {}
 
     def __call__(self, doc: Any) -> Any:
-        memo = self.memo
-        for token in doc:
-            key = (token.orth, token.tag, token.pos, token.morph.key)
-            pos = memo.get(key)
-            if pos is None:
-                pos = memo[key] = self._ruled_pos(token)
-            token.pos = pos
-        return doc
+        return next(iter(self.pipe([doc])))
 
-    def _ruled_pos(self, token: Any) -> int:
+    def pipe(self, docs: Any, batch_size: int = 256) -> Any:
+        """Tag ``docs`` lazily, ``batch_size`` documents at a time (spaCy's ``nlp.pipe`` calls this)."""
+        import numpy as np
+        from spacy.attrs import MORPH, ORTH, POS, TAG  # optional dependency, present whenever a pipeline is
+        from spacy.util import minibatch
+
+        memo = self.memo
+        for batch in minibatch(docs, batch_size):
+            # keys as arrays: building a Token object per word would cost more than the lookup itself
+            keys = [list(map(tuple, doc.to_array([ORTH, TAG, POS, MORPH]).tolist())) for doc in batch]
+            new: dict[tuple[int, int, int, int], Any] = {}
+            for doc, doc_keys in zip(batch, keys, strict=True):
+                for i, key in enumerate(doc_keys):
+                    if key not in memo and key not in new:
+                        new[key] = doc[i]
+            self._learn(new)
+            for doc, doc_keys in zip(batch, keys, strict=True):
+                if doc_keys:
+                    doc.from_array([POS], np.array([memo[key] for key in doc_keys], dtype=np.uint64)[:, None])
+            yield from batch
+
+    def _learn(self, new: dict[tuple[int, int, int, int], Any]) -> None:
+        """Run the ruler once over one token of each new key, and remember the POS it sets."""
+        if not new:
+            return
         from spacy.tokens import Doc  # optional dependency, present whenever a pipeline is
 
-        one = Doc(self.vocab, words=[token.text], spaces=[False])
-        one[0].tag = token.tag
-        one[0].pos = token.pos
-        one[0].set_morph(token.morph)
-        return self.ruler(one)[0].pos
+        words = Doc(self.vocab, words=[token.text for token in new.values()], spaces=[False] * len(new))
+        for word, token in zip(words, new.values(), strict=True):
+            word.tag, word.pos = token.tag, token.pos
+            word.set_morph(token.morph)
+        for key, word in zip(new, self.ruler(words), strict=True):
+            self.memo[key] = word.pos
 
 
 def _use_remembered_pos(nlp: Any) -> None:
