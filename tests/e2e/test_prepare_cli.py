@@ -52,8 +52,11 @@ def test_prepare_then_pretrain_equals_pretrain_alone_and_resume_does_not_prepare
     assert len(preparations) == 2
     cached = _json(runner.invoke(app, ["pretrain", *args, f"output.dir={tmp_path / 'b'}", *train]))
     assert len(preparations) == 2  # the run read the prepared blocks
-    for key in ("before", "after", "final_loss", "data", "steps"):
+    for key in ("before", "after", "final_loss", "steps"):
         assert cached[key] == alone[key], key
+    path = cached["data"].pop("prepared_path")  # where the blocks came from
+    assert alone["data"].pop("prepared_path") is None and path.startswith(str(tmp_path / "prepared"))
+    assert cached["data"] == alone["data"]
 
     resumed = runner.invoke(app, ["pretrain", *args, f"output.dir={tmp_path / 'b'}", "train.max_steps=6",
                                   "train.batch_size=8", "--resume", "auto", "--json"])

@@ -42,6 +42,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import datasets
+import pyarrow.compute as pc
+from huggingface_hub import constants
+
+from mlmkit import __version__
+from mlmkit.config.schema import EMBEDDED
+from mlmkit.data.embedded import embedded_tweets_file
+from mlmkit.data.packing import pack_blocks, tokenize_corpus
+from mlmkit.data.sources import _local_files, load_text_corpus, looks_like_path
 from mlmkit.errors import UserError
 
 MANIFEST = "manifest.json"
@@ -80,8 +89,6 @@ class PreparedCorpus:
 
 def default_cache_dir() -> Path:
     """``<Hugging Face cache home>/mlmkit/prepared`` (``$HF_HOME``, else ``~/.cache/huggingface``)."""
-    from huggingface_hub import constants
-
     return Path(constants.HF_HOME).expanduser() / "mlmkit" / "prepared"
 
 
@@ -97,12 +104,7 @@ def _file_stamp(path: str | os.PathLike) -> list[Any]:
 
 def corpus_fingerprint(data_cfg: Any) -> dict[str, Any] | None:
     """What identifies the corpus of ``data_cfg``; None for a Hub dataset (not cached)."""
-    from mlmkit.config.schema import EMBEDDED
-    from mlmkit.data.sources import _local_files, looks_like_path
-
     if data_cfg.source == EMBEDDED:
-        from mlmkit.data.embedded import embedded_tweets_file
-
         files = [str(embedded_tweets_file())]
         column = split = None
     elif looks_like_path(data_cfg.source):
@@ -173,8 +175,6 @@ def feature_fingerprint(strategy: Any) -> Any:
 
 def prepared_key(data_cfg: Any, tokenizer: Any, strategy: Any) -> tuple[str, dict[str, Any]] | None:
     """``(directory name, description)`` of the prepared corpus, or None when it cannot be cached."""
-    from mlmkit import __version__
-
     corpus = corpus_fingerprint(data_cfg)
     if corpus is None:
         return None
@@ -206,9 +206,6 @@ def prepare_blocks(data_cfg: Any, tokenizer: Any, strategy: Any, work_dir: Path 
     ``work_dir`` (else the ``datasets`` cache) as it is produced: memory stays bounded by a
     batch per process, whatever the corpus size.
     """
-    from mlmkit.data.packing import pack_blocks, tokenize_corpus
-    from mlmkit.data.sources import load_text_corpus
-
     PREPARATIONS["count"] += 1
     texts = load_text_corpus(data_cfg.source, data_cfg.text_column, data_cfg.split, data_cfg.config_name,
                              data_cfg.max_documents, streaming=False)
@@ -225,8 +222,6 @@ def prepare_blocks(data_cfg: Any, tokenizer: Any, strategy: Any, work_dir: Path 
 
 def count_tokens(blocks: Any) -> int:
     """Tokens in all blocks (read from the Arrow column, not row by row)."""
-    import pyarrow.compute as pc
-
     lengths = pc.list_value_length(blocks.data.column("input_ids"))
     return int(pc.sum(lengths).as_py() or 0)
 
@@ -275,8 +270,6 @@ def damage(directory: Path, key: str | None = None) -> str | None:
 
 
 def _load(directory: Path, manifest: dict[str, Any]) -> PreparedCorpus:
-    import datasets
-
     blocks = datasets.load_from_disk(str(directory / BLOCKS_DIR))
     if len(blocks) != manifest["blocks"]:
         raise ValueError(f"{len(blocks):,} blocks where its manifest says {manifest['blocks']:,}")
@@ -377,9 +370,6 @@ def streamed_blocks(data_cfg: Any, tokenizer: Any, strategy: Any, notify: Callab
     shards and nothing is tokenized. Otherwise the corpus is read, tokenized and packed as the
     stream is consumed. Both give the same blocks in the same order.
     """
-    from mlmkit.data.packing import pack_blocks, tokenize_corpus
-    from mlmkit.data.sources import load_text_corpus
-
     keyed = prepared_key(data_cfg, tokenizer, strategy) if data_cfg.cache else None
     if keyed is not None:
         directory = resolve_cache_dir(data_cfg.cache_dir) / keyed[0]

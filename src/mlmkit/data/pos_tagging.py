@@ -10,6 +10,8 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mlmkit.errors import UserError
 
 #: pipeline components that POS tags depend on; everything else is excluded when loading
@@ -54,7 +56,7 @@ def check_spacy_model(model: str) -> None:
 
 def load_pos_pipeline(model: str) -> Any:
     """Load a spaCy pipeline with only the components that produce POS tags."""
-    import spacy
+    import spacy  # optional dependency: only POS-based strategies and tasks need it
 
     check_spacy_model(model)
     try:
@@ -133,9 +135,8 @@ class RememberedPos:
 
     def pipe(self, docs: Any, batch_size: int = 256) -> Any:
         """Tag ``docs`` lazily, ``batch_size`` documents at a time (spaCy's ``nlp.pipe`` calls this)."""
-        import numpy as np
         from spacy.attrs import MORPH, ORTH, POS, TAG  # optional dependency, present whenever a pipeline is
-        from spacy.util import minibatch
+        from spacy.util import minibatch  # optional dependency, as above
 
         memo = self.memo
         for batch in minibatch(docs, batch_size):

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+from accelerate.utils import gather_object
+from datasets.distributed import split_dataset_by_node
 from torch.utils.data import DataLoader
 
 from mlmkit.data.sampler import EpochShuffleSampler
@@ -38,8 +40,6 @@ class BlockStream:
         self.accelerator = accelerator
         self.streaming = streaming
         if streaming:
-            from datasets.distributed import split_dataset_by_node
-
             # each process reads its own part of the stream; the position is saved per process
             self.blocks = split_dataset_by_node(blocks, accelerator.process_index, accelerator.num_processes)
             self.sampler = None
@@ -78,8 +78,6 @@ class BlockStream:
         """Every process's position in a streamed corpus (empty for a map-style one, whose position is the state's)."""
         if not self.streaming:
             return []
-        from accelerate.utils import gather_object
-
         return gather_object([self.blocks.state_dict()])
 
     def load_state_dict(self, state: TrainerState, checkpoint: Any) -> None:

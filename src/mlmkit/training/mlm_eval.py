@@ -8,11 +8,15 @@ training (training loss is not: it depends on the masking rate and unit).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from mlmkit.io.outputs import write_text_atomic
 from mlmkit.masking.collator import MaskingCollator
 from mlmkit.masking.random_token import RandomMasking
 
@@ -85,3 +89,46 @@ def most_frequent_token_baseline(batches: list[dict[str, torch.Tensor]]) -> dict
     counts = torch.bincount(targets)
     token = int(counts.argmax())
     return {"most_frequent_accuracy": counts[token].item() / targets.numel(), "most_frequent_token": token}
+
+
+# ------------------------------------------------------------------ evaluations remembered between runs
+#: where a prepared corpus keeps the evaluations made on its held-out blocks
+EVALUATIONS_DIR = "evaluations"
+
+
+def evaluation_key(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], settings: dict[str, Any]) -> str:
+    """A digest of everything an evaluation's result depends on.
+
+    The model's configuration and every weight (bytes, dtype, shape), the evaluation batches
+    (inputs, masks, labels) and ``settings`` (device, precision, library versions, fast paths).
+    Two runs with the same key compute the same numbers, so the second can reuse the first's.
+    """
+    digest = hashlib.blake2b(digest_size=20)
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    config = getattr(model, "config", None)
+    if config is not None:
+        digest.update(config.to_json_string(use_diff=False).encode())
+    tensors = [*model.state_dict().items(), *((f"batch{i}.{k}", v) for i, b in enumerate(batches)
+                                              for k, v in sorted(b.items()))]
+    for name, tensor in tensors:
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def read_remembered(path: Path | None) -> dict[str, float] | None:
+    """The metrics stored at ``path`` by :func:`remember`; None when absent or unreadable (then evaluate again)."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return metrics if isinstance(metrics, dict) and "masked_accuracy" in metrics else None
+
+
+def remember(path: Path | None, metrics: dict[str, float]) -> None:
+    """Store ``metrics`` at ``path`` (atomically; nothing when ``path`` is None)."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, json.dumps(metrics, indent=2) + "\n")

@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import datasets
 import torch
+import transformers
+from accelerate.utils import DistributedType, set_seed
 from rich.console import Console
 
 from mlmkit.config.loading import config_to_yaml
@@ -47,7 +50,15 @@ from mlmkit.training.checkpoint import (
 from mlmkit.training.data_stream import BlockStream
 from mlmkit.training.finish import finish_run
 from mlmkit.training.launch import build_accelerator
-from mlmkit.training.mlm_eval import evaluate_mlm, fixed_eval_batches, most_frequent_token_baseline
+from mlmkit.training.mlm_eval import (
+    EVALUATIONS_DIR,
+    evaluate_mlm,
+    evaluation_key,
+    fixed_eval_batches,
+    most_frequent_token_baseline,
+    read_remembered,
+    remember,
+)
 from mlmkit.training.optim import build_lr_scheduler, build_optimizer
 from mlmkit.training.stopping import (
     LogWindow,
@@ -91,8 +102,6 @@ def build_pretrain_data(cfg: PretrainConfig, tokenizer: Any, strategy: Any,
     stream are held out. ``notify`` receives one-line notices (cache reused, damaged cache rebuilt).
     """
     if cfg.data.streaming:
-        import datasets
-
         blocks = streamed_blocks(cfg.data, tokenizer, strategy, notify)  # a matching prepared corpus, else raw text
         held_out = list(blocks.take(cfg.data.eval_max_blocks))
         if not held_out:
@@ -105,7 +114,7 @@ def build_pretrain_data(cfg: PretrainConfig, tokenizer: Any, strategy: Any,
     blocks = prepared.blocks
     train_blocks, eval_blocks = split_eval(blocks, cfg.data.eval_fraction, cfg.data.eval_max_blocks, cfg.train.seed)
     stats = {"documents": prepared.documents, "blocks": len(blocks), "train_blocks": len(train_blocks),
-             "eval_blocks": len(eval_blocks)}
+             "eval_blocks": len(eval_blocks), "prepared_path": str(prepared.path) if prepared.path else None}
     if notify is not None and prepared.reused:
         notify(f"data: reusing the prepared corpus in {prepared.path}")
     return train_blocks, eval_blocks, stats
@@ -119,8 +128,6 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
     evaluation and the saved model. The loop's position lives in a :class:`TrainerState`:
     everything a checkpoint needs to continue bitwise where the run stopped.
     """
-    from accelerate.utils import DistributedType, set_seed
-
     console = console or Console(stderr=True)
     tcfg = cfg.train
     validate_run_config(cfg)  # the CLI did already; a config built in Python is checked here
@@ -188,7 +195,8 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
             console.print(f"resumed from {checkpoint} at step {state.step}")
     else:
         state = TrainerState(num_processes=world)
-        state.before = _evaluate_before(wrapped, eval_batches, accelerator, cfg, tokenizer, console)
+        record = _before_record(model, eval_batches, accelerator, cfg, data_stats.get("prepared_path"))
+        state.before = _evaluate_before(wrapped, eval_batches, accelerator, cfg, tokenizer, console, record)
         metrics.write(step=0, split="eval", **state.before)
 
     def checkpoint_now() -> Path:
@@ -300,12 +308,39 @@ def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainRes
     return result
 
 
+def _before_record(model: Any, eval_batches: Any, accelerator: Any, cfg: PretrainConfig,
+                   prepared_path: str | None) -> Path | None:
+    """Where the evaluation before training is remembered, in the prepared corpus; None to always evaluate.
+
+    Every arm and repeat of a study that starts from the same weights on the same held-out
+    blocks gets the same numbers, so only the first evaluates. The key covers the weights,
+    the batches and how the model runs; with several processes each evaluates (no shared file
+    to agree on).
+    """
+    if prepared_path is None or accelerator.num_processes > 1:
+        return None
+    settings = {"device": accelerator.device.type, "mixed_precision": accelerator.mixed_precision,
+                "sparse_head": cfg.model.sparse_head, "sparse_last_layer": cfg.model.sparse_last_layer,
+                "compile": cfg.train.compile, "from_scratch": is_from_scratch(cfg.model),
+                "torch": torch.__version__, "transformers": transformers.__version__}
+    return Path(prepared_path) / EVALUATIONS_DIR / f"{evaluation_key(model, eval_batches, settings)}.json"
+
+
 def _evaluate_before(wrapped: Any, eval_batches: Any, accelerator: Any, cfg: PretrainConfig, tokenizer: Any,
-                     console: Console) -> dict[str, float]:
-    """Held-out metrics before the first step (and, for a model from scratch, a trivial predictor's)."""
-    before = evaluate_mlm(wrapped, eval_batches, accelerator)
-    if is_from_scratch(cfg.model):  # a random model's accuracy means something only next to a trivial predictor's
-        before.update(most_frequent_token_baseline(eval_batches))
+                     console: Console, record: Path | None = None) -> dict[str, float]:
+    """Held-out metrics before the first step (and, for a model from scratch, a trivial predictor's).
+
+    Read from ``record`` when an earlier run stored them there, else computed (and stored).
+    """
+    before = read_remembered(record)
+    if before is None:
+        before = evaluate_mlm(wrapped, eval_batches, accelerator)
+        if is_from_scratch(cfg.model):  # a random model's accuracy means something only next to a trivial one's
+            before.update(most_frequent_token_baseline(eval_batches))
+        remember(record, before)
+    elif accelerator.is_main_process:
+        console.print(f"[dim]evaluation before training: the same weights and held-out blocks as an earlier run, "
+                      f"its result reused ({record})[/]", highlight=False)
     if accelerator.is_main_process:
         console.print(f"before training: masked accuracy {before['masked_accuracy']:.3f}, "
                       f"perplexity {before['perplexity']:,.1f}")
