@@ -134,3 +134,49 @@ def test_mixture_with_a_stateful_component_resumes_exactly_and_needs_its_state(m
     monkeypatch.setattr(MixtureMasking, "load_state_dict", lambda self, state: None)
     resume_copy(interrupted, tmp_path / "forgetful", model_dir, corpus_file, MIXTURE)
     assert weight_difference(full, tmp_path / "forgetful") > 1e-4
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_two_process_run_resumes_bitwise_with_two_processes(model_dir, corpus_file, tmp_path):
+    """Both processes killed with SIGKILL after the checkpoint of step 6; resumed with two, the run ends with the
+    weights of the uninterrupted two-process run (each process's masks, data position and RNG come back)."""
+    import psutil
+
+    from conftest import free_port
+
+    settings = (*STATEFUL, "train.batch_size=4")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+
+    def command(out, *extra):
+        return [sys.executable, "-m", "mlmkit", "pretrain", "--num-processes", "2", "--main-process-port",
+                str(free_port()), *run_overrides(model_dir, corpus_file, out, *settings, *extra)]
+
+    reference = subprocess.run(command(tmp_path / "reference", "train.checkpoint_every=0"), env=env,
+                               capture_output=True, text=True, timeout=600)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(command(run), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def kill_all() -> None:  # the workers first: torch's launcher puts them in process groups of their own
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            child.kill()
+        proc.kill()
+
+    try:
+        for line in proc.stderr:  # the progress line of step 7 comes after the checkpoint of step 6
+            if "pretrain 7/" in line:
+                kill_all()
+                break
+        proc.wait(timeout=300)  # a failure guard, not a wait
+    finally:
+        if proc.poll() is None:
+            kill_all()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    latest = resolve_resume("auto", run)
+    assert latest is not None and 6 <= int(latest.name.split("-")[1]) < STEPS
+    assert not (run / "model.safetensors").exists()
+    resumed = subprocess.run(command(run, "train.resume=auto"), env=env, capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stderr and latest.name in resumed.stderr.replace("\n", ""), resumed.stderr
+    assert weight_difference(tmp_path / "reference", run) == 0.0
