@@ -33,3 +33,16 @@ def test_finetune_commands_forward_their_typed_arguments(monkeypatch, tmp_path):
     assert cmd[cmd.index("mlmkit") + 1:] == ["finetune", "classify", "-d", "embedded", "-o", str(tmp_path / "out"),
                                              "--max-steps", "3", "train.lr=1e-4"]
     assert cmd[cmd.index("--num_processes") + 1] == "2"
+
+
+def test_a_launched_pretrain_checks_what_the_workers_would_before_launching(monkeypatch, tmp_path):
+    seen = []
+    monkeypatch.setattr(pretrain_cli, "LAUNCHER", lambda cmd: seen.append(cmd) or 0)
+    for bad, fragment in ((["masking.name=span", "masking.momentum=0.5"], "momentum"),
+                          (["data.source=" + str(tmp_path / "missing.txt")], "missing.txt"),
+                          (["masking.schedule.name=no-such-schedule"], "no-such-schedule")):
+        result = CliRunner().invoke(app, ["pretrain", "-r", "demo", "--num-processes", "2", *bad,
+                                          f"output.dir={tmp_path / 'run'}"])
+        assert result.exit_code == 2, result.output
+        assert "error:" in result.output and fragment in result.output and "Traceback" not in result.output
+    assert seen == []  # nothing was launched

@@ -29,11 +29,21 @@ def pretrain_command(
 ) -> None:
     """Continue MLM pre-training of an encoder (default: the packaged MiniLM on the packaged tweets)."""
     from mlmkit.config import PretrainConfig, load_config
+    from mlmkit.training.launch import LaunchOptions, wants_launch
 
     overrides = list(overrides or [])
     if resume:
         overrides.append(f"train.resume={resume}")
     cfg = load_config(PretrainConfig, recipe, overrides, kind="pretrain")  # validate before launching
+    if wants_launch(LaunchOptions(*launch)):
+        # what the workers would check (files, strategy and schedule parameters) fails here, once, as one
+        # error line, rather than in every worker behind the launcher's traceback
+        from mlmkit.masking.registry import build_strategy
+        from mlmkit.masking.schedules import build_schedule
+        from mlmkit.training.validation import validate_run_config
+
+        validate_run_config(cfg)
+        build_schedule(cfg.masking.get("schedule"), build_strategy(cfg.masking).ratio, cfg.train.max_steps)
     if argv is None:  # called from Python: the workers get the same command from the parsed values
         argv = ["pretrain", *overrides, *(["--recipe", recipe] if recipe else []), *(["--json"] if as_json else [])]
 
