@@ -46,3 +46,14 @@ def test_a_launched_pretrain_checks_what_the_workers_would_before_launching(monk
         assert result.exit_code == 2, result.output
         assert "error:" in result.output and fragment in result.output and "Traceback" not in result.output
     assert seen == []  # nothing was launched
+
+
+def test_a_launched_finetune_checks_its_data_before_launching(monkeypatch, tmp_path):
+    from mlmkit.cli import finetune as finetune_cli
+
+    seen = []
+    monkeypatch.setattr(finetune_cli, "LAUNCHER", lambda cmd: seen.append(cmd) or 0)
+    result = CliRunner().invoke(app, ["finetune", "sentiment", "--num-processes", "2", "-d",
+                                      str(tmp_path / "missing.csv"), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "missing.csv" in result.output and "Traceback" not in result.output
+    assert seen == []

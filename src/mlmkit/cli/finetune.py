@@ -123,12 +123,16 @@ def _run(command: str, recipe: str | None, options: list[str], overrides: list[s
     """
     from mlmkit.config import FinetuneConfig, load_config
     from mlmkit.training.finetune import finetune_classifier
+    from mlmkit.training.launch import LaunchOptions, wants_launch
+    from mlmkit.training.validation import validate_run_config
 
     as_json = run["as_json"]
     options = [*options, *option_overrides(output=run["output"], overwrite=run["overwrite"] or None,
                                            epochs=run["epochs"], max_steps=run["max_steps"])]
     all_overrides = options + list(overrides or [])
     cfg = load_config(FinetuneConfig, recipe, all_overrides, kind="finetune")  # validate before launching
+    if wants_launch(LaunchOptions(*launch)):  # files and sources too: once here, not in every worker
+        validate_run_config(cfg)
     if argv is None:
         argv = ["finetune", command, *all_overrides, *(["--recipe", recipe] if recipe else []),
                 *(["--json"] if as_json else [])]
