@@ -4,6 +4,7 @@ mixed precision on CPU. Each comes with a control run that breaks the promise an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -289,3 +290,39 @@ def test_checkpoint_minutes_saves_when_the_interval_has_passed(minutes, expected
     out = tmp_path / "run"
     pretrain(run_config(model_dir, corpus_file, out, f"train.checkpoint_minutes={minutes}", "train.keep_checkpoints=0"))
     assert [int(c.name.split("-")[1]) for c in list_checkpoints(out)] == expected
+
+
+@pytest.mark.slow
+def test_sigint_to_a_two_process_run_stops_every_process_with_a_checkpoint(model_dir, corpus_file, tmp_path):
+    """Ctrl-C reaches the command the user typed; it passes the signal to the launcher and waits, so both
+    workers stop at a step boundary with one checkpoint, one notice, exit code 130 and no process left."""
+    import psutil
+
+    from conftest import free_port
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlmkit", "pretrain", "--num-processes", "2", "--main-process-port", str(free_port()),
+         *run_overrides(model_dir, corpus_file, out, "train.max_steps=100000", "train.log_every=1")],
+        env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    family = []
+    lines = []
+    try:
+        for line in proc.stderr:
+            lines.append(line)
+            if "pretrain 2/" in line:
+                family = psutil.Process(proc.pid).children(recursive=True)
+                break
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=300)  # a failure guard, not a wait
+    finally:
+        for member in [*family, proc]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                psutil.Process(member.pid).kill()
+    err = "".join(lines) + rest
+    assert proc.returncode == 130, err[-3000:]
+    assert len(family) >= 3  # the launcher and its two workers
+    assert not [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert err.count("stopped by SIGINT") == 1 and "--resume auto" in err
+    (checkpoint,) = list_checkpoints(out)
+    assert int(checkpoint.name.split("-")[1]) >= 2 and not (out / "model.safetensors").exists()

@@ -44,7 +44,8 @@ def user_errors(fn: F) -> F:
         try:  # an output directory the failed command emptied (overwrite) gets its old files back
             return restores_replaced_output(fn)(*args, **kwargs)
         except TrainingInterrupted as exc:
-            err_console.print(f"[bold yellow]{exc}[/]", highlight=False, soft_wrap=True)
+            if os.environ.get("RANK", "0") == "0":  # one notice for a multi-process run, from its main process
+                err_console.print(f"[bold yellow]{exc}[/]", highlight=False, soft_wrap=True)
             raise typer.Exit(128 + exc.signal_number) from None
         except UserError as exc:
             fail(str(exc))

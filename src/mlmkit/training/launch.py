@@ -10,8 +10,10 @@ selects FSDP or DeepSpeed. The launcher is injectable so tests run without GPUs.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -95,7 +97,26 @@ def launch(argv: Sequence[str], options: LaunchOptions,
         return runner(cmd)
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(options.num_processes, 1))))
-    return subprocess.run(cmd, env=env, check=False).returncode
+    # The launcher runs in a session of its own and this process passes it SIGINT / SIGTERM, once
+    # each time, instead of dying and leaving it orphaned (subprocess.run kills its child on Ctrl-C,
+    # and SIGKILL never reaches the workers): the launcher hands the signal on and the workers stop
+    # at a step boundary with a checkpoint.
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    received: list[int] = []
+
+    def forward(signum: int, frame: Any) -> None:
+        received.append(signum)
+        proc.send_signal(signum)
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 128 + received[0] if received and code != 0 else code
 
 
 def _cpu_processes() -> bool:
