@@ -25,13 +25,13 @@ def test_finetune_commands_forward_their_typed_arguments(monkeypatch, tmp_path):
 
     seen = []
     monkeypatch.setattr(finetune_cli, "LAUNCHER", lambda cmd: seen.append(cmd) or 0)
-    typed = ["finetune", "classify", "--num-processes=2", "-d", "embedded", "-o", str(tmp_path / "out"),
-             "--max-steps", "3", "train.lr=1e-4"]
+    typed = ["finetune", "classify", "--num-processes=2", "-m", "embedded", "-d", "embedded", "-o",
+             str(tmp_path / "out"), "--max-steps", "3", "train.lr=1e-4"]
     result = CliRunner().invoke(app, typed)
     assert result.exit_code == 0, result.output
     (cmd,) = seen
-    assert cmd[cmd.index("mlmkit") + 1:] == ["finetune", "classify", "-d", "embedded", "-o", str(tmp_path / "out"),
-                                             "--max-steps", "3", "train.lr=1e-4"]
+    assert cmd[cmd.index("mlmkit") + 1:] == ["finetune", "classify", "-m", "embedded", "-d", "embedded", "-o",
+                                             str(tmp_path / "out"), "--max-steps", "3", "train.lr=1e-4"]
     assert cmd[cmd.index("--num_processes") + 1] == "2"
 
 
@@ -53,7 +53,7 @@ def test_a_launched_finetune_checks_its_data_before_launching(monkeypatch, tmp_p
 
     seen = []
     monkeypatch.setattr(finetune_cli, "LAUNCHER", lambda cmd: seen.append(cmd) or 0)
-    result = CliRunner().invoke(app, ["finetune", "sentiment", "--num-processes", "2", "-d",
+    result = CliRunner().invoke(app, ["finetune", "sentiment", "--num-processes", "2", "-m", "embedded", "-d",
                                       str(tmp_path / "missing.csv"), "-o", str(tmp_path / "out")])
     assert result.exit_code == 2 and "missing.csv" in result.output and "Traceback" not in result.output
     assert seen == []
