@@ -44,7 +44,7 @@ def user_errors(fn: F) -> F:
         try:  # an output directory the failed command emptied (overwrite) gets its old files back
             return restores_replaced_output(fn)(*args, **kwargs)
         except TrainingInterrupted as exc:
-            if os.environ.get("RANK", "0") == "0":  # one notice for a multi-process run, from its main process
+            if is_main_process():  # one notice for a multi-process run, from its main process
                 err_console.print(f"[bold yellow]{exc}[/]", highlight=False, soft_wrap=True)
             raise typer.Exit(128 + exc.signal_number) from None
         except UserError as exc:
@@ -54,6 +54,11 @@ def user_errors(fn: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def is_main_process() -> bool:
+    """True outside a launch, and in the rank-0 process of one."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def print_json(payload: Any) -> None:

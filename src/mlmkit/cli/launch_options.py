@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from typing import Annotated, Any
 
 import typer
 
-from mlmkit.cli.common import print_json, quiet_libraries
+from mlmkit.cli.common import is_main_process, print_json, quiet_libraries
 
 NumProcesses = Annotated[int, typer.Option("--num-processes", min=1,
                                            help="Processes (GPUs) to launch through Accelerate.")]
@@ -88,11 +87,6 @@ def relaunch_if_needed(argv: list[str], num_processes: int, num_machines: int, m
     if code:
         raise typer.Exit(code)
     return True
-
-
-def is_main_process() -> bool:
-    """True outside a launch, and in the rank-0 process of one."""
-    return os.environ.get("RANK", "0") == "0"
 
 
 def run_here_or_launch(argv: list[str], launch: tuple, launcher: Callable[[list[str]], int] | None,
