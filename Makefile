@@ -33,15 +33,16 @@ test: install
 test-fast: install
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests
 
-# Mutation testing of src/mlmkit/masking/ against its fast unit tests (config: [tool.mutmut] in pyproject.toml).
-# CPU-heavy (hours on 2 cores) and not part of `make test` or CI; results: `mutmut results`, `mutmut show NAME`.
-# A subset: make mutation MUTANTS='mlmkit.masking.units.*'
+# Mutation testing (tools/mutation.py): SET=masking mutates src/mlmkit/masking/ against the fast tests; SET=training
+# mutates training/checkpoint.py and training/pretrain.py against the fast tests and the in-process training tests.
+# CPU-heavy (hours on 2 cores), not part of `make test` or CI. Results stay in .mutation/<SET>/ between runs.
+# A subset: make mutation SET=masking MUTANTS='mlmkit.masking.units.*'
+SET ?= masking
 mutation: install
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 OMP_NUM_THREADS=1 $(BIN)/mutmut run $(MUTANTS)
-	$(BIN)/mutmut results
+	nice $(BIN)/python tools/mutation.py $(SET) $(if $(MUTANTS),--only '$(MUTANTS)')
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
 	$(BIN)/lint-imports  # the one-way layers of ARCHITECTURE.md, declared in .importlinter
 
 bench: install

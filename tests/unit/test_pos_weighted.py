@@ -3,6 +3,7 @@
 import json
 import math
 import pickle
+import random
 import statistics
 
 import pytest
@@ -82,6 +83,58 @@ def test_alignment_of_markers_and_empty_spans():
     assert align_pos_to_tokens(text, chars, word_ids, offsets) == [-1, DET, NOUN, NOUN, POS_INDEX["SPACE"], -1]
     # an empty span alone in its word is X
     assert align_pos_to_tokens(text, chars, [None, 0, 1], [(0, 0), (0, 1), (6, 6)]) == [-1, DET, UNKNOWN_POS]
+
+
+def reference_alignment(text, chars, word_ids, offsets):
+    """The rule of align_pos_to_tokens written out per character, one sub-token at a time."""
+    first_tag = {}
+    for i, (word, (start, end)) in enumerate(zip(word_ids, offsets, strict=True)):
+        if word is None:
+            continue
+        span = range(start, min(end, len(chars)))
+        nonspace = [c for c in span if not text[c].isspace()]
+        leading_space = len(span) > 0 and text[span[0]].isspace()
+        first_tag[i] = (chars[nonspace[0]] if nonspace else -1, POS_INDEX["SPACE"] if leading_space else UNKNOWN_POS)
+    out = []
+    for i, word in enumerate(word_ids):
+        if word is None:
+            out.append(-1)
+            continue
+        tag, fallback = first_tag[i]
+        if tag < 0:  # nearest tagged sub-token of the same word, looking right first, then left
+            right = [first_tag[j][0] for j in range(i + 1, len(word_ids)) if word_ids[j] == word]
+            right = right[:next((k for k, j in enumerate(range(i + 1, len(word_ids))) if word_ids[j] != word),
+                                len(right))]
+            left = []
+            for j in range(i - 1, -1, -1):
+                if word_ids[j] != word:
+                    break
+                left.append(first_tag[j][0])
+            tag = next((t for t in right + left if t >= 0), fallback)
+        out.append(tag)
+    return out
+
+
+def test_char_table_and_alignment_match_the_per_character_rule():
+    rng = random.Random(7)
+    alphabet = "ab c\t\u00a0\u3000\u2028é"  # ASCII and Unicode whitespace, a non-ASCII letter
+    for _ in range(2000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 14)))
+        cuts = sorted(rng.sample(range(len(text) + 1), k=min(len(text) + 1, rng.randint(0, 6))))
+        tagged = [(a, b, rng.choice([DET, NOUN, VERB])) for a, b in zip(cuts[::2], cuts[1::2], strict=False)]
+        chars = char_pos_table(len(text), tagged)
+        expected = [-1] * len(text)
+        for a, b, tag in tagged:
+            expected[a:b] = [tag] * (b - a)
+        assert chars.tolist() == expected
+        count = rng.randint(0, 9)
+        word_ids = [rng.choice([None, 0, 1, 1, 2, 2]) for _ in range(count)]
+        offsets = []
+        for _ in range(count):
+            start = rng.randint(0, len(text) + 1)
+            offsets.append((start, rng.randint(start, len(text) + 2)))
+        assert align_pos_to_tokens(text, chars, word_ids, offsets) == reference_alignment(
+            text, expected, word_ids, offsets), (text, tagged, word_ids, offsets)
 
 
 def feedback_batch():

@@ -87,6 +87,7 @@ def test_other_formats_follow_the_extension(tmp_path):
 ])
 def test_plot_user_errors(tmp_path, kwargs, message):
     run = make_pretrain_run(tmp_path / "mlm")
+    kwargs = dict(kwargs)  # the parameters are shared by every run of the test in this process
     output = tmp_path / kwargs.pop("output", "c.png")
     with pytest.raises(UserError, match=message):
         plot_run_dirs([run], output, **kwargs)

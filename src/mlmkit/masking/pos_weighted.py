@@ -97,6 +97,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -116,21 +117,32 @@ RELEASED_CLASSES = len(UPOS_TAGS) - 1
 SAMPLING = ("bernoulli", "proportional")
 STATISTICS = ("released", "seen")
 
-def char_pos_table(text_length: int, tagged: Sequence[tuple[int, int, int]]) -> list[int]:
+#: for code points 0..U+3000, whether ``str.isspace`` accepts the character (none above U+3000 does); the
+#: last entry (False) stands for every code point above
+IS_SPACE = np.array([chr(code).isspace() for code in range(0x3001)] + [False])
+
+
+def char_pos_table(text_length: int, tagged: Sequence[tuple[int, int, int]] | np.ndarray) -> np.ndarray:
     """Per character of a text, the POS id of the spaCy token covering it (-1 for whitespace between tokens).
 
     Args:
         text_length: Length of the text.
-        tagged: ``(start_char, end_char, pos_id)`` of every spaCy token.
+        tagged: ``(start_char, end_char, pos_id)`` of every spaCy token (non-overlapping), or
+            an array of those rows.
     """
-    table = [-1] * text_length
-    for start, end, pos in tagged:
-        table[start:end] = [pos] * (end - start)
+    rows = np.asarray(tagged, dtype=np.int64).reshape(-1, 3)
+    table = np.full(text_length, -1, dtype=np.int64)
+    lengths = rows[:, 1] - rows[:, 0]
+    total = int(lengths.sum())
+    if total:  # every covered character at once: position = token start + offset inside the token
+        inside = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        table[np.repeat(rows[:, 0], lengths) + inside] = np.repeat(rows[:, 2], lengths)
     return table
 
 
 def align_pos_to_tokens(
-    text: str, chars: Sequence[int], word_ids: Sequence[int | None], offsets: Sequence[tuple[int, int]]
+    text: str, chars: Sequence[int] | np.ndarray, word_ids: Sequence[int | None],
+    offsets: Sequence[tuple[int, int]],
 ) -> list[int]:
     """POS id of every sub-token from a per-character table (see :func:`char_pos_table`).
 
@@ -139,32 +151,52 @@ def align_pos_to_tokens(
     sub-token of the same word; failing that, a token of whitespace is SPACE and an
     empty one X. Special tokens get -1.
     """
-    pos = [-1] * len(word_ids)
-    spaces = [UNKNOWN_POS] * len(word_ids)
-    for i, (word, (start, end)) in enumerate(zip(word_ids, offsets, strict=True)):
-        if word is None:
-            continue
-        for c in range(start, min(end, len(chars))):
-            if not text[c].isspace():
+    count = len(word_ids)
+    if not count:
+        return []
+    chars = np.asarray(chars, dtype=np.int64)
+    limit = len(chars)
+    spans = np.asarray(offsets, dtype=np.int64).reshape(count, 2)
+    starts, ends = spans[:, 0], np.minimum(spans[:, 1], limit)
+    special = np.fromiter((word is None for word in word_ids), dtype=bool, count=count)
+    space = IS_SPACE[np.minimum(np.frombuffer(text[:limit].encode("utf-32-le"), dtype=np.uint32), len(IS_SPACE) - 1)]
+    pos = np.full(count, -1, dtype=np.int64)
+    spaces = np.full(count, UNKNOWN_POS, dtype=np.int64)
+    scanned = ~special & (starts < ends)
+    first = np.where(scanned, starts, 0)
+    direct = scanned & ~space[first] if limit else scanned
+    pos[direct] = chars[first[direct]]  # the usual case: the span starts on its first non-space character
+    for i in np.flatnonzero(scanned & ~direct):  # a span starting on whitespace: walk to its first non-space
+        for c in range(starts[i], ends[i]):
+            if not space[c]:
                 pos[i] = chars[c]
                 break
             spaces[i] = SPACE_POS
-    resolved = list(pos)
-    for i, word in enumerate(word_ids):
-        if word is None or pos[i] >= 0:
-            continue
-        fill = -1
-        for direction in (range(i + 1, len(word_ids)), range(i - 1, -1, -1)):
+    resolved = pos.copy()
+    for i in np.flatnonzero(~special & (pos < 0)):
+        word, fill = word_ids[i], -1
+        for direction in (range(i + 1, count), range(i - 1, -1, -1)):
             for j in direction:
                 if word_ids[j] != word:
                     break
                 if pos[j] >= 0:
-                    fill = pos[j]
+                    fill = int(pos[j])
                     break
             if fill >= 0:
                 break
         resolved[i] = fill if fill >= 0 else spaces[i]
-    return resolved
+    return resolved.tolist()
+
+
+def spacy_pos_table() -> np.ndarray:
+    """Index in :data:`UPOS_TAGS` of every spaCy POS symbol id (X for ids that are not a universal tag)."""
+    from spacy.parts_of_speech import IDS  # optional dependency: present whenever a pipeline is loaded
+
+    table = np.full(max(IDS.values()) + 1, UNKNOWN_POS, dtype=np.int64)
+    for tag, index in POS_INDEX.items():
+        if tag in IDS:
+            table[IDS[tag]] = index
+    return table
 
 
 def all_processes_sum(sums: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -321,12 +353,15 @@ class PosWeightedMasking(WordMaskingStrategy):
         longest = max(map(len, texts), default=0)
         if longest >= self.nlp.max_length:  # tagging alone needs little memory; spaCy's guard is for the parser
             self.nlp.max_length = longest + 1
+        from spacy.attrs import IDX, LENGTH, POS  # optional dependency: present whenever a pipeline is loaded
+
+        pos_table = spacy_pos_table()
         out: list[list[int]] = []
         for i, doc in enumerate(self.nlp.pipe(texts, batch_size=self.spacy_batch_size)):
-            text = texts[i]
-            tagged = [(tok.idx, tok.idx + len(tok.text), POS_INDEX.get(tok.pos_, UNKNOWN_POS)) for tok in doc]
-            chars = char_pos_table(len(text), tagged)
-            out.append(align_pos_to_tokens(text, chars, encodings.word_ids(i), offsets[i]))
+            # spaCy tokens as arrays: a Token object per word would cost more than the alignment itself
+            start, length, pos = doc.to_array([IDX, LENGTH, POS]).astype(np.int64).reshape(-1, 3).T
+            chars = char_pos_table(len(texts[i]), np.stack([start, start + length, pos_table[pos]], axis=1))
+            out.append(align_pos_to_tokens(texts[i], chars, encodings.word_ids(i), offsets[i]))
         return {"pos_ids": out, **segmented}
 
     # ------------------------------------------------------------------ masking

@@ -1,0 +1,177 @@
+"""Mutation testing of mlmkit with mutmut: how many deliberately broken versions of the code the tests catch.
+
+Two sets, each run in its own work folder (``.mutation/<set>/``, kept between runs so that a second
+run only tests what has no result yet):
+
+* ``masking``: every module of ``src/mlmkit/masking/`` against the fast tests (``-m "not slow"``);
+* ``training``: ``training/checkpoint.py`` and ``training/pretrain.py`` against the tests of ``tests/unit``
+  and ``tests/robustness`` plus the in-process training tests of :data:`TRAINING_TESTS` (the pre-training
+  loop is only reached by tests that train; tests that launch ``mlmkit`` in a subprocess are left out,
+  because a subprocess imports the unmutated package and could never kill a mutant).
+
+    python tools/mutation.py masking                    # or: make mutation SET=masking
+    python tools/mutation.py training --max-children 2
+    python tools/mutation.py masking --only 'mlmkit.masking.span.*'
+    python tools/mutation.py masking --rerun-survivors  # after adding tests: test the survivors again
+    python tools/mutation.py masking --report           # the table only
+
+The table counts, per module, the mutants the tests killed (a failing test, a timeout or a crash),
+those that survived, and those no selected test reaches; the score is killed / all mutants.
+``mutmut show NAME`` (run in the work folder) prints one mutant's diff.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+#: what a work folder needs besides the package: the tests, their fixtures and the packaged recipes
+COPIED = ("src", "tests", "recipes", "pyproject.toml", ".importlinter")
+
+#: in-process tests that train (about a minute in all on 2 cores), besides the fast tests of tests/unit and
+#: tests/robustness; kill -9, SIGINT, SIGTERM and 2-process tests launch subprocesses, so they are deselected
+TRAINING_TESTS = [
+    "tests/unit",
+    "tests/robustness",
+    "tests/integration/test_pretrain_loop.py",
+    "tests/integration/test_resume.py",
+    "tests/integration/test_remembered_evaluation.py",
+    "tests/teeth/test_training_promises.py",
+    "tests/teeth/test_resume_with_state.py",
+    "tests/teeth/test_strategies_in_the_loop.py::test_random_realizes_the_scheduled_ratio_per_step",
+]
+SUBPROCESS_TESTS = "not kill_9 and not sigint and not sigterm and not two_process"
+SETS = {
+    "masking": {
+        "only_mutate": ["src/mlmkit/masking/*"],
+        "tests": ["tests/"],
+        "marker": "not slow",
+    },
+    "training": {
+        "only_mutate": ["src/mlmkit/training/checkpoint.py", "src/mlmkit/training/pretrain.py"],
+        "tests": TRAINING_TESTS,
+        "marker": "",
+        "deselect": SUBPROCESS_TESTS,
+    },
+}
+#: mutmut's exit codes, grouped: a mutant is killed when the tests fail, time out or crash on it
+KILLED = {1, 3, 36, 37, -24, 24, 152, 255, -11, -9}
+SURVIVED = {0}
+NOT_REACHED = {5, 33}
+
+
+def setup_cfg(name: str) -> str:
+    """The ``[mutmut]`` section of the work folder for the set ``name``."""
+    spec = SETS[name]
+    cli_args = ["-p", "no:cacheprovider", "-q"] + (["-m", spec["marker"]] if spec["marker"] else [])
+    cli_args += ["-k", spec["deselect"]] if spec.get("deselect") else []
+    lines = ["[mutmut]", "source_paths = src/mlmkit/", "also_copy =\n    recipes/\n    .importlinter"]
+    lines.append("only_mutate =\n" + "\n".join(f"    {pattern}" for pattern in spec["only_mutate"]))
+    lines.append("pytest_add_cli_args_test_selection =\n" + "\n".join(f"    {path}" for path in spec["tests"]))
+    lines.append("pytest_add_cli_args =\n" + "\n".join(f"    {arg}" for arg in cli_args))
+    return "\n".join(lines) + "\n"
+
+
+def refresh(workdir: Path, name: str) -> None:
+    """Copy the current package, tests and recipes into ``workdir`` (results in ``mutants/`` are kept)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    for item in COPIED:
+        source, target = ROOT / item, workdir / item
+        if target.is_dir():
+            shutil.rmtree(target)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(source, target)
+    (workdir / "setup.cfg").write_text(setup_cfg(name))
+
+
+def results(workdir: Path) -> dict[str, dict[str, int | None]]:
+    """Per mutated module, mutant name -> mutmut exit code (``None``: not tested yet)."""
+    out = {}
+    for meta in sorted((workdir / "mutants" / "src").rglob("*.py.meta")):
+        module = meta.relative_to(workdir / "mutants" / "src").as_posix()[: -len(".meta")]
+        out[module] = json.loads(meta.read_text())["exit_code_by_key"]
+    return out
+
+
+def table(by_module: dict[str, dict[str, int | None]]) -> tuple[str, dict[str, dict[str, int]]]:
+    """A Markdown table of killed / survived / not reached per module, and the same counts as a dict."""
+    rows, counts, total = [], {}, Counter()
+    header = "| module | mutants | killed | survived | not reached by the tests | not tested yet | score |"
+    rows += [header, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+
+    def row(label: str, c: Counter) -> str:
+        score = f"{100 * c['killed'] / c['mutants']:.0f}%" if c["mutants"] else "-"
+        return (f"| {label} | {c['mutants']} | {c['killed']} | {c['survived']} | {c['not reached']} | "
+                f"{c['not tested']} | {score} |")
+
+    for module, codes in by_module.items():
+        c = Counter(mutants=len(codes))
+        for code in codes.values():
+            if code is None:
+                c["not tested"] += 1
+            elif code in KILLED:
+                c["killed"] += 1
+            elif code in SURVIVED:
+                c["survived"] += 1
+            elif code in NOT_REACHED:
+                c["not reached"] += 1
+            else:
+                c["other"] += 1
+        counts[module] = dict(c)
+        total.update(c)
+        rows.append(row(f"`{module}`", c))
+    rows.append(row("**all**", total))
+    return "\n".join(rows), counts
+
+
+def survivors(by_module: dict[str, dict[str, int | None]]) -> list[str]:
+    """Names of the mutants that survived."""
+    return sorted(name for codes in by_module.values() for name, code in codes.items() if code in SURVIVED)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("set", choices=sorted(SETS))
+    parser.add_argument("--only", nargs="+", default=[], help="mutant names or globs, e.g. 'mlmkit.masking.span.*'")
+    parser.add_argument("--rerun-survivors", action="store_true", help="test the surviving mutants again")
+    parser.add_argument("--max-children", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--report", action="store_true", help="print the table of the last run only")
+    parser.add_argument("--workdir", type=Path, default=None, help="default: .mutation/<set>")
+    args = parser.parse_args()
+    workdir = (args.workdir or ROOT / ".mutation" / args.set).resolve()
+    mutmut = Path(sys.executable).with_name("mutmut")
+    if not args.report:
+        refresh(workdir, args.set)
+        names = list(args.only) + (survivors(results(workdir)) if args.rerun_survivors else [])
+        if args.rerun_survivors and not names:
+            print("no surviving mutants to test again")
+        else:
+            env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+                   "TOKENIZERS_PARALLELISM": "false"}
+            command = [str(mutmut), "run", "--max-children", str(args.max_children), *names]
+            code = subprocess.call(command, cwd=workdir, env=env)
+            if code != 0:
+                print(f"mutmut exited with {code}", file=sys.stderr)
+                return code
+    by_module = results(workdir)
+    if not by_module:
+        print(f"no results in {workdir}; run without --report first", file=sys.stderr)
+        return 2
+    text, counts = table(by_module)
+    print(text)
+    (workdir / "scores.json").write_text(json.dumps(counts, indent=2) + "\n")
+    print(f"survivors: {len(survivors(by_module))} (list: `mutmut results` in {workdir})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
