@@ -54,7 +54,7 @@ def test_launcher_is_injectable_and_builds_accelerate_command(monkeypatch, tmp_p
                                       "train.max_steps=5", f"output.dir={tmp_path}"])
     assert result.exit_code == 0, result.output
     (cmd,) = seen
-    assert cmd[1:3] == ["-m", "accelerate.commands.launch"]
+    assert cmd[1:3] == ["-m", "mlmkit.training.launcher"]
     assert cmd[cmd.index("--num_processes") + 1] == "4" and cmd[cmd.index("--machine_rank") + 1] == "1"
     assert cmd[cmd.index("--main_process_ip") + 1] == "10.1.2.3"
     assert cmd[-5:] == ["-m", "mlmkit", "pretrain", "train.max_steps=5", f"output.dir={tmp_path}"]

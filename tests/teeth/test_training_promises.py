@@ -295,7 +295,8 @@ def test_checkpoint_minutes_saves_when_the_interval_has_passed(minutes, expected
 @pytest.mark.slow
 def test_sigint_to_a_two_process_run_stops_every_process_with_a_checkpoint(model_dir, corpus_file, tmp_path):
     """Ctrl-C reaches the command the user typed; it passes the signal to the launcher and waits, so both
-    workers stop at a step boundary with one checkpoint, one notice, exit code 130 and no process left."""
+    workers stop at a step boundary with one checkpoint, one notice, exit code 130, no traceback and no
+    process left."""
     import psutil
 
     from conftest import free_port
@@ -324,5 +325,6 @@ def test_sigint_to_a_two_process_run_stops_every_process_with_a_checkpoint(model
     assert len(family) >= 3  # the launcher and its two workers
     assert not [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert err.count("stopped by SIGINT") == 1 and "--resume auto" in err
+    assert "Traceback" not in err and "SignalException" not in err  # the launcher stops quietly too
     (checkpoint,) = list_checkpoints(out)
     assert int(checkpoint.name.split("-")[1]) >= 2 and not (out / "model.safetensors").exists()

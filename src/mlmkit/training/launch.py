@@ -56,7 +56,7 @@ def wants_launch(options: LaunchOptions) -> bool:
 
 def launch_command(argv: Sequence[str], options: LaunchOptions) -> list[str]:
     """The ``accelerate launch`` command line that runs ``mlmkit <argv>`` in every process."""
-    cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+    cmd = [sys.executable, "-m", "mlmkit.training.launcher"]  # accelerate launch, quiet on Ctrl-C
     if options.config_file:
         cmd += ["--config_file", options.config_file]
     else:
