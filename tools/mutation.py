@@ -14,6 +14,8 @@ run only tests what has no result yet):
     python tools/mutation.py masking --only 'mlmkit.masking.span.*'
     python tools/mutation.py masking --rerun-survivors  # after adding tests: test the survivors again
     python tools/mutation.py masking --report           # the table only
+    python tools/mutation.py masking --try NAME tests/unit/test_x.py   # does this test kill that mutant?
+    python tools/mutation.py masking --survivors span.py                 # names of the surviving mutants
 
 The table counts, per module, the mutants the tests killed (a failing test, a timeout or a crash),
 those that survived, and those no selected test reaches; the score is killed / all mutants.
@@ -138,6 +140,20 @@ def survivors(by_module: dict[str, dict[str, int | None]]) -> list[str]:
     return sorted(name for codes in by_module.values() for name, code in codes.items() if code in SURVIVED)
 
 
+def attempt(workdir: Path, name: str, tests: list[str]) -> int:
+    """Run ``tests`` from the working tree with the mutant ``name`` switched on; 0 when they fail (killed)."""
+    mutated = workdir / "mutants" / "src"
+    if not mutated.is_dir():
+        print(f"no mutants in {workdir}; run the set first", file=sys.stderr)
+        return 2
+    env = {**os.environ, "MUTANT_UNDER_TEST": name, "PYTHONPATH": str(mutated), "HF_HUB_OFFLINE": "1",
+           "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    code = subprocess.call([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
+                           cwd=ROOT, env=env)
+    print(f"{name}: {'killed' if code == 1 else 'survived' if code == 0 else f'pytest exit code {code}'}")
+    return 0 if code == 1 else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("set", choices=sorted(SETS))
@@ -146,8 +162,19 @@ def main() -> int:
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--report", action="store_true", help="print the table of the last run only")
     parser.add_argument("--workdir", type=Path, default=None, help="default: .mutation/<set>")
+    parser.add_argument("--try", dest="attempt", nargs="+", metavar=("NAME", "TEST"),
+                        help="run the working tree's TESTs (pytest arguments) against the mutant NAME of the "
+                             "last run; exit 0 when they kill it")
+    parser.add_argument("--survivors", nargs="?", const="", metavar="MODULE",
+                        help="list the surviving mutants of the last run (of the modules whose path contains MODULE)")
     args = parser.parse_args()
     workdir = (args.workdir or ROOT / ".mutation" / args.set).resolve()
+    if args.survivors is not None:
+        by_module = {module: codes for module, codes in results(workdir).items() if args.survivors in module}
+        print("\n".join(survivors(by_module)))
+        return 0
+    if args.attempt:
+        return attempt(workdir, args.attempt[0], args.attempt[1:])
     mutmut = Path(sys.executable).with_name("mutmut")
     if not args.report:
         refresh(workdir, args.set)
