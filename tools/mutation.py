@@ -13,6 +13,8 @@ run only tests what has no result yet):
     python tools/mutation.py training --max-children 2
     python tools/mutation.py masking --only 'mlmkit.masking.span.*'
     python tools/mutation.py masking --rerun-survivors  # after adding tests: test the survivors again
+    python tools/mutation.py masking --sample 700 --tests-at REV   # a seeded random sample, tests of REV
+    python tools/mutation.py masking --sample 700 --rerun-survivors # the same sample's survivors, current tests
     python tools/mutation.py masking --report           # the table only
     python tools/mutation.py masking --try NAME tests/unit/test_x.py   # does this test kill that mutant?
     python tools/mutation.py masking --survivors span.py                 # names of the surviving mutants
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -81,14 +84,21 @@ def setup_cfg(name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def refresh(workdir: Path, name: str) -> None:
-    """Copy the current package, tests and recipes into ``workdir`` (results in ``mutants/`` are kept)."""
+def refresh(workdir: Path, name: str, tests_at: str | None = None) -> None:
+    """Copy the package, tests and recipes into ``workdir`` (results in ``mutants/`` are kept).
+
+    With ``tests_at``, ``tests/`` comes from that git revision instead of the working tree.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     for item in COPIED:
         source, target = ROOT / item, workdir / item
         if target.is_dir():
             shutil.rmtree(target)
-        if source.is_dir():
+        if item == "tests" and tests_at:
+            archive = subprocess.run(["git", "archive", tests_at, "tests"], cwd=ROOT, check=True,
+                                     capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(workdir)], input=archive, check=True)
+        elif source.is_dir():
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
             shutil.copy2(source, target)
@@ -154,11 +164,53 @@ def attempt(workdir: Path, name: str, tests: list[str]) -> int:
     return 0 if code == 1 else 1
 
 
+def sample_of(workdir: Path, by_module: dict[str, dict[str, int | None]], size: int, seed: int) -> list[str]:
+    """A seeded uniform sample of ``size`` mutant names, remembered in the work folder."""
+    path = workdir / f"sample-{size}-seed{seed}.txt"
+    if path.is_file():
+        return path.read_text().split()
+    names = sorted(name for codes in by_module.values() for name in codes)
+    chosen = sorted(random.Random(seed).sample(names, min(size, len(names))))
+    path.write_text("\n".join(chosen) + "\n")
+    return chosen
+
+
+def restrict(by_module: dict[str, dict[str, int | None]], names: list[str]) -> dict[str, dict[str, int | None]]:
+    """Only the mutants in ``names``."""
+    wanted = set(names)
+    kept = {module: {n: c for n, c in codes.items() if n in wanted} for module, codes in by_module.items()}
+    return {module: codes for module, codes in kept.items() if codes}
+
+
+def score_interval(killed: int, tested: int) -> str:
+    """The score on a sample, with its exact (Clopper-Pearson) 95% interval."""
+    from scipy.stats import binomtest
+
+    low, high = binomtest(killed, tested).proportion_ci(confidence_level=0.95, method="exact")
+    return f"{100 * killed / tested:.1f}% (95% interval {100 * low:.1f}% to {100 * high:.1f}%)"
+
+
+def run_mutmut(workdir: Path, names: list[str], max_children: int) -> int:
+    """``mutmut run`` in the work folder (all mutants without a result when ``names`` is empty)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "TOKENIZERS_PARALLELISM": "false"}
+    mutmut = Path(sys.executable).with_name("mutmut")
+    code = subprocess.call([str(mutmut), "run", "--max-children", str(max_children), *names], cwd=workdir, env=env)
+    if code != 0:
+        print(f"mutmut exited with {code}", file=sys.stderr)
+    return code
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("set", choices=sorted(SETS))
     parser.add_argument("--only", nargs="+", default=[], help="mutant names or globs, e.g. 'mlmkit.masking.span.*'")
     parser.add_argument("--rerun-survivors", action="store_true", help="test the surviving mutants again")
+    parser.add_argument("--sample", type=int, default=0, metavar="N",
+                        help="test a seeded random sample of N mutants and report the score with its interval")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --sample")
+    parser.add_argument("--tests-at", metavar="REV", default=None,
+                        help="use the tests of this git revision (e.g. for a 'before' score); default: working tree")
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--report", action="store_true", help="print the table of the last run only")
     parser.add_argument("--workdir", type=Path, default=None, help="default: .mutation/<set>")
@@ -175,28 +227,39 @@ def main() -> int:
         return 0
     if args.attempt:
         return attempt(workdir, args.attempt[0], args.attempt[1:])
-    mutmut = Path(sys.executable).with_name("mutmut")
     if not args.report:
-        refresh(workdir, args.set)
-        names = list(args.only) + (survivors(results(workdir)) if args.rerun_survivors else [])
-        if args.rerun_survivors and not names:
-            print("no surviving mutants to test again")
-        else:
-            env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-                   "TOKENIZERS_PARALLELISM": "false"}
-            command = [str(mutmut), "run", "--max-children", str(args.max_children), *names]
-            code = subprocess.call(command, cwd=workdir, env=env)
+        refresh(workdir, args.set, args.tests_at)
+        if args.sample and not results(workdir):  # generate the mutants (and the test statistics), test none yet
+            code = run_mutmut(workdir, ["mlmkit.no_such_module.*"], args.max_children)
             if code != 0:
-                print(f"mutmut exited with {code}", file=sys.stderr)
+                return code
+        current = results(workdir)
+        chosen = sample_of(workdir, current, args.sample, args.seed) if args.sample else None
+        pool = restrict(current, chosen) if chosen else current
+        names = list(args.only) + (survivors(pool) if args.rerun_survivors else [])
+        if chosen and not args.rerun_survivors and not args.only:
+            names = [name for codes in pool.values() for name, code in codes.items() if code is None]
+        if (args.rerun_survivors or chosen) and not names:
+            print("nothing to test")
+        else:
+            code = run_mutmut(workdir, names, args.max_children)
+            if code != 0:
                 return code
     by_module = results(workdir)
     if not by_module:
         print(f"no results in {workdir}; run without --report first", file=sys.stderr)
         return 2
+    if args.sample:
+        by_module = restrict(by_module, sample_of(workdir, by_module, args.sample, args.seed))
     text, counts = table(by_module)
     print(text)
-    (workdir / "scores.json").write_text(json.dumps(counts, indent=2) + "\n")
-    print(f"survivors: {len(survivors(by_module))} (list: `mutmut results` in {workdir})")
+    killed = sum(c.get("killed", 0) for c in counts.values())
+    tested = sum(c["mutants"] - c.get("not tested", 0) for c in counts.values())
+    if tested:
+        print(f"score of the {tested} tested mutants: {score_interval(killed, tested)}")
+    name = f"scores-sample-{args.sample}-seed{args.seed}.json" if args.sample else "scores.json"
+    (workdir / name).write_text(json.dumps(counts, indent=2) + "\n")
+    print(f"survivors: {len(survivors(by_module))} (list: --survivors; a diff: `mutmut show NAME` in {workdir})")
     return 0
 
 
