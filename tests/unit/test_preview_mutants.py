@@ -336,6 +336,9 @@ def test_corpus_stats_whole_words_and_long_units(wordpiece_tokenizer):
     assert whole["unit_tokens_histogram"] == whole["unit_words_histogram"] == {**_empty_histogram(), ">10": 2}
     assert whole["mean_unit_tokens"] == whole["mean_unit_words"] == 18.0
     assert whole["strategy"] == "whole_row" and whole["expected_mean_unit_words"] is None
+    ten = corpus_stats(_texts(["the cat likes the morning train the cat likes the"]), WholeRow(), wordpiece_tokenizer,
+                       block_size=12)
+    assert ten["unit_tokens_histogram"] == {**_empty_histogram(), str(HISTOGRAM_MAX): 1}  # 10 is not "more"
 
 
 def test_corpus_stats_reports_the_span_mean(wordpiece_tokenizer):
@@ -355,6 +358,7 @@ def test_corpus_stats_seed_and_steps(wordpiece_tokenizer):
 
     first = run(0, 4)
     assert first == run(0, 4)
+    assert corpus_stats(_texts(rows), strategy, wordpiece_tokenizer, block_size=8, batch_size=4) == first
     assert first["blocks"] == 8 and first["documents"] == 8
     # batch i is masked with the generator of step i: two batches of 4 draw differently from one batch of 8
     assert first["predicted_tokens"] == sum(
