@@ -15,7 +15,6 @@ from mlmkit.masking.base import (
     IGNORE_INDEX,
     MaskingStrategy,
     Selection,
-    WordMaskingStrategy,
     run_starts,
     run_unit_ids,
 )
@@ -391,8 +390,8 @@ def test_mixture_state_round_trip(wordpiece_tokenizer):
 
 
 def test_mixture_setup(wordpiece_tokenizer):
-    mixture = _mixture({"name": "content_word"}, {"name": "whole_word"}, {"name": "whole_word", "language": "zh"}, ratio=0.3, mask_replace_prob=0.6,
-                       random_replace_prob=0.2)
+    mixture = _mixture({"name": "content_word"}, {"name": "whole_word"}, {"name": "whole_word", "language": "zh"},
+                       ratio=0.3, mask_replace_prob=0.6, random_replace_prob=0.2)
     assert mixture.features == ("content_word", "word_ids")
     assert not mixture.wants_feedback
     for component in mixture.components:
