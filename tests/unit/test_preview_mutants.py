@@ -256,6 +256,9 @@ def test_unit_lengths_by_hand():
     assert words.dtype == torch.long
     tokens, words = unit_lengths(Selection(predicted), word_ids)  # per-token units
     assert tokens.tolist() == [1] * 8 and words.tolist() == [1] * 8
+    # a predicted piece after an unpredicted piece of the same word still counts one word
+    tokens, words = unit_lengths(Selection(torch.tensor([[False, True, False, True]])), torch.tensor([[0, 0, 1, 1]]))
+    assert tokens.tolist() == [1, 1] and words.tolist() == [1, 1]
 
 
 # ---------------------------------------------------------------------------------------------- corpus statistics
