@@ -259,6 +259,9 @@ def test_unit_lengths_by_hand():
     # a predicted piece after an unpredicted piece of the same word still counts one word
     tokens, words = unit_lengths(Selection(torch.tensor([[False, True, False, True]])), torch.tensor([[0, 0, 1, 1]]))
     assert tokens.tolist() == [1, 1] and words.tolist() == [1, 1]
+    # a packed block may start with an ordinary token: position 0 is a unit of its own
+    tokens, words = unit_lengths(Selection(torch.tensor([[True, True, False]])), torch.tensor([[4, 5, -1]]))
+    assert tokens.tolist() == [1, 1] and words.tolist() == [1, 1]
 
 
 # ---------------------------------------------------------------------------------------------- corpus statistics
