@@ -306,8 +306,9 @@ def table_file(tmp_path, weights, name="t.json"):
     return str(path)
 
 
-def encode(tokenizer, texts):
-    enc = tokenizer(texts, padding=True, return_special_tokens_mask=True, return_tensors="pt")
+def encode(tokenizer, texts, add_special_tokens=True):
+    enc = tokenizer(texts, padding=True, return_special_tokens_mask=True, return_tensors="pt",
+                    add_special_tokens=add_special_tokens)
     word_ids = [[-1 if w is None else w for w in enc.word_ids(i)] for i in range(len(texts))]
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
             "special_tokens_mask": enc["special_tokens_mask"].bool(), "word_ids": torch.tensor(word_ids)}
@@ -386,8 +387,10 @@ def tokenizer_from_vocab(vocab):
                                    cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
 
 
-def test_whole_words_weigh_as_their_heaviest_piece(tmp_path, wordpiece_tokenizer):
-    """The first word of a row counts too; only the words holding a weighted piece are predicted, whole."""
+@pytest.mark.parametrize("specials", [True, False], ids=["cls-first", "word-first"])
+def test_whole_words_weigh_as_their_heaviest_piece(tmp_path, wordpiece_tokenizer, specials):
+    """Only the words holding a weighted piece are predicted, whole; also the word at position 0 of a packed
+    block that starts inside a document (no [CLS] in front)."""
     pieces = wordpiece_tokenizer.tokenize("internationalization")
     assert len(pieces) > 2
     vocab = wordpiece_tokenizer.get_vocab()
@@ -396,7 +399,8 @@ def test_whole_words_weigh_as_their_heaviest_piece(tmp_path, wordpiece_tokenizer
     strategy = TokenWeightedMasking(weights_file=table_file(tmp_path, weights), whole_words=True)
     strategy.bind(wordpiece_tokenizer)
     batch = encode(wordpiece_tokenizer, ["internationalization admires the old car every day .",
-                                         "the cat talks about internationalization , surprisingly ."])
+                                         "the cat talks about internationalization , surprisingly ."], specials)
+    assert (batch["input_ids"][0, 0] == wordpiece_tokenizer.cls_token_id) == specials
     predicted = strategy.select(batch, 0.5, torch.Generator().manual_seed(0)).predicted
     word = torch.tensor([[w == 0 for w in batch["word_ids"][0].tolist()],
                          [w == 4 for w in batch["word_ids"][1].tolist()]])
