@@ -120,14 +120,19 @@ def build_pretrain_data(cfg: PretrainConfig, tokenizer: Any, strategy: Any,
     return train_blocks, eval_blocks, stats
 
 
-@restores_replaced_output
 def pretrain(cfg: PretrainConfig, console: Console | None = None) -> PretrainResult:
     """Run MLM pre-training as configured and return the before/after metrics.
 
     Set-up (processes, run directory, model, masking, data), the step loop, then the final
     evaluation and the saved model. The loop's position lives in a :class:`TrainerState`:
-    everything a checkpoint needs to continue bitwise where the run stopped.
+    everything a checkpoint needs to continue bitwise where the run stopped. An output
+    directory the run overwrites comes back if it fails (:func:`restores_replaced_output`).
     """
+    # applied here rather than as a decorator: mutation testing (tools/mutation.py) skips decorated functions
+    return restores_replaced_output(_pretrain)(cfg, console)
+
+
+def _pretrain(cfg: PretrainConfig, console: Console | None) -> PretrainResult:
     console = console or Console(stderr=True)
     tcfg = cfg.train
     validate_run_config(cfg)  # the CLI did already; a config built in Python is checked here
