@@ -1,0 +1,190 @@
+"""Span masking's length rules and whole-unit picking, checked against their formulas and a plain reference loop."""
+
+import itertools
+
+import pytest
+import torch
+
+from mlmkit.masking.span import SpanMasking
+from mlmkit.masking.units import pick_units, select_units, token_budget, unit_selection, word_unit_ids
+
+
+def span_batch(word_ids):
+    """A batch from per-token word ids (-1: a special token)."""
+    words = torch.tensor(word_ids)
+    return {"input_ids": torch.full(words.shape, 7), "special_tokens_mask": words < 0, "word_ids": words}
+
+
+def truncated_pmf(p, min_span, max_span, bound):
+    weights = [(1 - p) ** (k - min_span) if k <= bound else 0.0 for k in range(min_span, max_span + 1)]
+    return [w / sum(weights) for w in weights]
+
+
+def test_length_probabilities_are_the_geometric_truncated_at_each_bound():
+    s = SpanMasking(geometric_p=0.3, min_span=2, max_span=6)
+    bounds = torch.tensor([2, 4, 6, 50])
+    probs = s.length_probabilities(bounds)
+    assert probs.shape == (4, 5)  # lengths 2..6
+    for row, bound in zip(probs.tolist(), bounds.tolist(), strict=True):
+        assert row == pytest.approx(truncated_pmf(0.3, 2, 6, bound))
+
+
+def test_admission_probability_is_left_over_expected_max():
+    s = SpanMasking(geometric_p=0.2, min_span=1, max_span=10)
+    left = torch.tensor([0.0, 0.5, 2.0, 3.5, 12.0, -1.0], dtype=torch.float64)
+    bound = torch.tensor([10, 10, 3, 10, 10, 10])
+    got = s.admission_probability(left, bound)
+    for i in range(len(left)):
+        pmf = truncated_pmf(0.2, 1, 10, int(bound[i]))
+        lft = max(float(left[i]), 0.0)
+        expected_max = sum(q * max(k, lft) for q, k in zip(pmf, range(1, 11), strict=True))
+        assert got[i].item() == pytest.approx(min(1.0, lft / expected_max))
+    assert got[0] == 0 and got[-1] == 0 and got[4] == 1.0
+
+
+def test_first_span_bound_is_the_budget_clipped_to_the_span_range():
+    s = SpanMasking(min_span=2, max_span=5)
+    bound = s.first_span_bound(torch.tensor([0.3, 2.9, 4.2, 17.0], dtype=torch.float64))
+    assert bound.tolist() == [2, 2, 4, 5] and bound.dtype == torch.long
+
+
+@pytest.mark.parametrize(("p", "min_span", "max_span"), [(0.2, 1, 10), (0.5, 2, 4)])
+def test_budget_after_first_keeps_the_expected_total_at_the_budget(p, min_span, max_span):
+    s = SpanMasking(geometric_p=p, min_span=min_span, max_span=max_span)
+    budgets = torch.tensor([0.4, 1.0, 1.7, 2.5, 3.0, 4.2, 6.3, 9.9, 15.0, 40.0], dtype=torch.float64)
+    bound = s.first_span_bound(budgets)
+    y = s.budget_after_first(budgets, bound)
+    for budget, cap, after in zip(budgets.tolist(), bound.tolist(), y.tolist(), strict=True):
+        pmf = truncated_pmf(p, min_span, max_span, cap)
+        expected_first = sum(q * k for q, k in zip(pmf, range(min_span, max_span + 1), strict=True))
+        if budget <= min_span:  # below the shortest span: nothing after the first
+            assert after == 0.0
+            continue
+        assert after >= 0.0
+        total = sum(q * max(k, after) for q, k in zip(pmf, range(min_span, max_span + 1), strict=True))
+        assert total == pytest.approx(max(budget, expected_first))
+
+
+def test_span_parameters_are_checked():
+    with pytest.raises(ValueError, match="min_span=0, max_span=5"):
+        SpanMasking(min_span=0, max_span=5)
+    with pytest.raises(ValueError, match="min_span=4, max_span=3"):
+        SpanMasking(min_span=4, max_span=3)
+    with pytest.raises(ValueError, match="geometric_p"):
+        SpanMasking(geometric_p=0.0)
+    assert SpanMasking(geometric_p=1.0, min_span=3, max_span=3).mean_span == 3.0
+
+
+@pytest.mark.parametrize("p", [0.2, 1.0])
+def test_ratio_one_predicts_every_word_and_nothing_else(p):
+    # rows of different lengths, two documents in one row, a row with no special token in front
+    batch = span_batch([[-1, 0, 0, 1, 2, 3, -1, -1, 4, 5, 5, 6, -1],
+                        [0, 1, 2, 2, 3, -1, -1, -1, -1, -1, -1, -1, -1],
+                        [-1, 0, 1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1]])
+    words = batch["word_ids"]
+    for seed in range(10):
+        selection = SpanMasking(geometric_p=p).select(batch, 1.0, torch.Generator().manual_seed(seed))
+        assert torch.equal(selection.predicted, words >= 0)
+        # spans are runs of whole words inside one document: a unit's positions share a document
+        units = selection.units
+        assert torch.equal(units >= 0, words >= 0)
+        for row in range(3):
+            for head in units[row].unique().tolist():
+                if head >= 0:
+                    where = (units[row] == head).nonzero().flatten()
+                    assert not (words[row, where[0]:where[-1] + 1] < 0).any()
+
+
+def test_span_masking_of_batches_without_words():
+    s = SpanMasking()
+    empty = s.select(span_batch([[-1, -1, -1], [-1, -1, -1]]), 0.5, torch.Generator().manual_seed(0))
+    assert not empty.predicted.any() and (empty.units == -1).all()
+    no_rows = {"input_ids": torch.zeros((0, 4), dtype=torch.long), "word_ids": torch.zeros((0, 4), dtype=torch.long),
+               "special_tokens_mask": torch.zeros((0, 4), dtype=torch.bool)}
+    assert s.select(no_rows, 0.5, torch.Generator()).predicted.shape == (0, 4)
+
+
+# ---------------------------------------------------------------------------- pick_units
+def reference_pick(unit_ids, budget, generator, weights=None, fill_rounds=0):
+    """The documented rule as a loop: keys, prefix within the budget, fill rounds, then the straddler."""
+    rows, length = unit_ids.shape
+    uniform = torch.rand(unit_ids.shape, generator=generator)
+    dither = torch.rand(rows, generator=generator, dtype=torch.float64)
+    chosen = torch.zeros_like(unit_ids, dtype=torch.bool)
+    for b in range(rows):
+        sizes = {j: int((unit_ids[b] == j).sum()) for j in range(length)}
+        keys = {}
+        for j, size in sizes.items():
+            if size == 0:
+                continue
+            if weights is None:
+                keys[j] = float(uniform[b, j])
+            elif float(weights[b, j]) > 0:
+                keys[j] = float(-torch.log1p(-uniform[b, j]) / weights[b, j].float())
+        order = sorted(keys, key=keys.get)
+        left, taken, i = float(budget[b]), set(), 0
+        while i < len(order) and sizes[order[i]] <= left:
+            taken.add(order[i])
+            left -= sizes[order[i]]
+            i += 1
+        for _ in range(fill_rounds):  # in order, the untaken units that fit, while their running sum fits
+            running = 0
+            for j in order:
+                if j in taken or sizes[j] > left:
+                    continue
+                running += sizes[j]
+                if running > left:
+                    break
+                taken.add(j)
+            left = float(budget[b]) - sum(sizes[j] for j in taken)
+        rest = [j for j in order if j not in taken]
+        if rest and float(dither[b]) * sizes[rest[0]] < left:
+            taken.add(rest[0])
+        for j in taken:
+            chosen[b] |= unit_ids[b] == j
+    return chosen
+
+
+def random_units(rows, length, seed):
+    """Rows of units of 1 to 4 positions with special positions at both ends and some padding."""
+    g = torch.Generator().manual_seed(seed)
+    out = torch.full((rows, length), -1)
+    for b in range(rows):
+        end = length - 1 - int(torch.randint(0, length // 3, (1,), generator=g))
+        at = 1
+        while at < end:
+            size = min(int(torch.randint(1, 5, (1,), generator=g)), end - at)
+            out[b, at:at + size] = at
+            at += size
+    return out
+
+
+@pytest.mark.parametrize(("weighted", "fill_rounds"), list(itertools.product([False, True], [0, 1, 3])))
+def test_pick_units_follows_the_reference_loop(weighted, fill_rounds):
+    for seed in range(6):
+        units = random_units(5, 40, seed)
+        budget = token_budget(units >= 0, [0.1, 0.15, 0.5, 0.9][seed % 4])
+        weights = None
+        if weighted:
+            weights = torch.rand(units.shape, generator=torch.Generator().manual_seed(100 + seed))
+            weights[:, ::5] = 0.0  # some units never chosen
+        got = pick_units(units, budget, torch.Generator().manual_seed(seed), weights, fill_rounds)
+        expected = reference_pick(units, budget, torch.Generator().manual_seed(seed), weights, fill_rounds)
+        assert torch.equal(got, expected), (seed, weighted, fill_rounds)
+
+
+def test_select_units_decides_corruption_per_chosen_unit():
+    units = random_units(4, 30, 7)
+    candidates = units >= 0
+    selection = select_units(units, candidates, 0.3, torch.Generator().manual_seed(3), fill_rounds=2)
+    predicted = pick_units(units, token_budget(candidates, 0.3), torch.Generator().manual_seed(3), None, 2)
+    assert torch.equal(selection.predicted, predicted)
+    assert torch.equal(selection.units, units.masked_fill(~predicted, -1))
+    assert torch.equal(unit_selection(units, predicted).units, selection.units)
+    assert token_budget(candidates, 0.3).tolist() == pytest.approx((candidates.sum(1) * 0.3).tolist())
+    assert token_budget(candidates, 0.3).dtype == torch.float64
+
+
+def test_word_unit_ids_are_first_positions_of_words():
+    batch = span_batch([[-1, 0, 0, 1, 2, 2, 2, -1, 3, -1], [5, 5, 6, -1, -1, -1, -1, -1, -1, -1]])
+    assert word_unit_ids(batch).tolist() == [[-1, 1, 1, 3, 4, 4, 4, -1, 8, -1], [0, 0, 2, -1, -1, -1, -1, -1, -1, -1]]
