@@ -2,13 +2,21 @@
 
 import io
 import json
+import logging
 import re
 
 import pytest
 from rich.console import Console
 
 from mlmkit.errors import UserError
-from mlmkit.masking.pmi_vocab import build_vocab_file
+from mlmkit.masking.pmi import PmiMasking
+from mlmkit.masking.pmi_vocab import (
+    PmiVocabulary,
+    build_pmi_vocabulary,
+    build_vocab_file,
+    document_words,
+    read_corpus_words,
+)
 
 #: 12 copies of each: every n-gram inside a document occurs 12 times, more than the default min_count of 10
 DOCUMENTS = ["we moved to new york city last year", "the big dog ran far away", "she said new york is big"] * 12
@@ -98,3 +106,98 @@ def test_build_vocab_file_takes_a_tokenizer_without_a_mask_token(tmp_path, corpu
     with pytest.raises(UserError, match="at least 2"):
         build_vocab_file([str(corpus_jsonl)], tmp_path / "other.json", model=str(model), max_n=1,
                          console=Console(file=io.StringIO()))
+
+
+# ---------------------------------------------------------------------------- the vocabulary file
+def test_vocabulary_file_round_trips_every_field(tmp_path):
+    vocabulary = PmiVocabulary(ngrams={2: [(("new", "york"), 3.5, 12)], 3: []}, max_n=3, min_count=4, min_pmi=0.25,
+                               size=77, word_splitter="my-model", lowercase=False, documents=9, words=81,
+                               meta={"language": "en"})
+    path = vocabulary.save(tmp_path / "a" / "b" / "vocab.json")  # missing parents are made
+    loaded = PmiVocabulary.load(path)
+    assert loaded == vocabulary
+
+
+def test_vocabulary_file_defaults_and_version_error(tmp_path):
+    path = tmp_path / "vocab.json"
+    path.write_text(json.dumps({"format": "mlmkit-pmi-vocab", "version": 1, "ngrams": {}}))
+    loaded = PmiVocabulary.load(path)
+    assert (loaded.max_n, loaded.min_count, loaded.min_pmi, loaded.size) == (2, 0, 0.0, 0)
+    assert (loaded.word_splitter, loaded.lowercase, loaded.documents, loaded.words, loaded.meta) == ("", True, 0, 0, {})
+    path.write_text(json.dumps({"format": "mlmkit-pmi-vocab", "version": 7, "ngrams": {}}))
+    with pytest.raises(UserError) as info:
+        PmiVocabulary.load(path)
+    assert str(info.value) == f"{path} has PMI vocabulary version 7; this mlmkit reads version 1"
+
+
+def test_corpus_words_need_a_fast_tokenizer_and_aligned_offsets():
+    with pytest.raises(UserError) as info:
+        read_corpus_words(["some text"], object())
+    assert str(info.value) == "building a PMI vocabulary needs a fast tokenizer (one with a tokenizer.json)"
+    with pytest.raises(ValueError):
+        document_words("ab cd", [0, 1], [(0, 2)], str)
+
+
+def test_built_vocabulary_records_its_settings_and_ranks_ties_by_count(wordpiece_tokenizer):
+    # "aa bb" once with "bb" alone once, "cc dd" twice: both pairs have PMI log((1/3) / (1/7 x 2/7)) = log(49/6)
+    texts = ["aa bb", "bb", "cc dd", "cc dd"]
+    vocabulary = build_pmi_vocabulary(texts, wordpiece_tokenizer, max_n=3, min_count=0, size=100)
+    assert vocabulary.max_n == 3 and vocabulary.lowercase is True and vocabulary.documents == 4
+    assert vocabulary.words == 7
+    entries = vocabulary.ngrams[2]
+    assert [words for words, _, _ in entries] == [("cc", "dd"), ("aa", "bb")]
+    assert entries[0][1] == entries[1][1] and [count for _, _, count in entries] == [2, 1]
+
+
+# ---------------------------------------------------------------------------- the strategy
+def cased_tokenizer():
+    """A word-level fast tokenizer without a normaliser: it keeps case."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel({"[UNK]": 0, "[MASK]": 1}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", mask_token="[MASK]")
+
+
+def vocab_file(path, lowercase=True, bigram=("new", "york"), **meta):
+    return PmiVocabulary(ngrams={2: [(bigram, 3.0, 12)]}, word_splitter="some-model", lowercase=lowercase,
+                         meta=meta).save(path)
+
+
+def test_bind_warns_when_the_vocabulary_was_built_differently(tmp_path, wordpiece_tokenizer, caplog):
+    lower, cased = vocab_file(tmp_path / "lower.json"), vocab_file(tmp_path / "cased.json", lowercase=False)
+    jieba_built = vocab_file(tmp_path / "zh.json", segmenter="jieba")
+    caplog.set_level(logging.WARNING, logger="mlmkit.masking.pmi")
+    PmiMasking(vocab=str(lower)).bind(cased_tokenizer())
+    PmiMasking(vocab=str(cased)).bind(wordpiece_tokenizer)
+    PmiMasking(vocab=str(jieba_built)).bind(wordpiece_tokenizer)
+    assert caplog.messages == [
+        f"the PMI vocabulary {lower} was built with a tokenizer that lowercases, but this one keeps case; "
+        "few n-grams may match",
+        f"the PMI vocabulary {cased} was built with a tokenizer that keeps case, but this one lowercases; "
+        "few n-grams may match",
+        f"the PMI vocabulary {jieba_built} was built with words from the jieba segmenter, but masking cuts words "
+        "with tokenizer (masking.language=en); few n-grams may match: build it with --language en",
+    ]
+    caplog.clear()
+    PmiMasking(vocab=str(lower)).bind(wordpiece_tokenizer)  # both lowercase
+    PmiMasking(vocab=str(jieba_built), language="auto").bind(wordpiece_tokenizer)  # words known once detected
+    assert caplog.messages == []
+
+
+def test_segmented_languages_carry_their_word_ids(tmp_path):
+    import jieba
+
+    from mlmkit.modeling.loading import load_tokenizer
+
+    tokenizer = load_tokenizer("embedded")
+    text = "我们喜欢学习中文"
+    assert jieba.lcut(text) == ["我们", "喜欢", "学习", "中文"]
+    vocab = vocab_file(tmp_path / "zh.json", bigram=("我们", "喜欢"), segmenter="jieba")
+    strategy = PmiMasking(vocab=str(vocab), language="zh")
+    strategy.bind(tokenizer)
+    encodings = tokenizer([text], return_offsets_mapping=True)
+    features = strategy.token_features([text], encodings)
+    assert features["word_ids"] == [[-1, 0, 0, 1, 1, 2, 2, 3, 3, -1]]  # one id per jieba word, per character
+    assert features["unit_ids"] == [[-1, 0, 0, 0, 0, 2, 2, 3, 3, -1]]  # the vocabulary bigram is one unit
