@@ -1,11 +1,19 @@
 """POS-weighted masking: the loss fallback, logged values, the JSON state and the sum over processes."""
 
 import json
+import pickle
 
 import pytest
 import torch
 
-from mlmkit.masking.pos_weighted import POS_INDEX, UPOS_TAGS, PosWeightedMasking, all_processes_sum
+from mlmkit.masking.pos_weighted import (
+    POS_INDEX,
+    UPOS_TAGS,
+    PosWeightedMasking,
+    acceptance_order,
+    all_processes_sum,
+)
+from mlmkit.masking.units import select_units, word_unit_ids
 
 NOUN, DET, VERB = (POS_INDEX[t] for t in ("NOUN", "DET", "VERB"))
 SEEN = {"statistics": "seen"}  # the first observation initialises a class's average: means are read back as is
@@ -88,3 +96,43 @@ def test_all_processes_sum_adds_sums_and_counts_over_two_processes(tmp_path):
     # NOUN: losses 2 (rank 0) and 6 (rank 1), mean 4; DET only on rank 0
     assert results[0]["state"]["NOUN"] == {"loss": 4.0, "updates": 1}
     assert results[0]["state"]["DET"] == {"loss": 1.0, "updates": 1}
+
+
+def test_certain_words_are_accepted_on_the_first_pass():
+    weights = torch.tensor([[1.0, 1.0, 0.5, 0.0, 1.0]] * 200, dtype=torch.float64)
+    keys = acceptance_order(weights, torch.Generator().manual_seed(0))
+    assert (keys[:, [0, 1, 4]] < 1.0).all() and (keys[:, [0, 1, 4]] >= 0.0).all()
+    assert torch.isinf(keys[:, 3]).all() and (keys[:, 2] >= 1.0).any()
+
+
+def feedback_selection_batch():
+    ids = torch.tensor([[2, 5, 6, 7, 8, 9, 10, 3]] * 4)
+    return {"input_ids": ids, "pos_ids": torch.tensor([[-1, NOUN, DET, VERB, NOUN, DET, VERB, -1]] * 4),
+            "special_tokens_mask": ids < 4, "word_ids": torch.tensor([[-1, 0, 1, 2, 3, 4, 5, -1]] * 4)}
+
+
+def test_proportional_sampling_draws_words_by_weight_without_replacement():
+    s = PosWeightedMasking(sampling="proportional", **SEEN)
+    batch = feedback_selection_batch()
+    s.loss_ema[[NOUN, DET, VERB]] = torch.tensor([3.0, 1.0, 2.0], dtype=torch.float64)
+    s.updates[[NOUN, DET, VERB]] = 1
+    for seed in range(3):
+        got = s.select(batch, 0.5, torch.Generator().manual_seed(seed))
+        weights = s.class_weights().float()[batch["pos_ids"].clamp(min=0)]
+        units = word_unit_ids(batch)
+        expected = select_units(units, ~batch["special_tokens_mask"], 0.5, torch.Generator().manual_seed(seed),
+                                weights=weights)
+        assert torch.equal(got.predicted, expected.predicted) and torch.equal(got.units, expected.units)
+
+
+def test_a_pickled_strategy_leaves_its_pipeline_and_last_batch_behind():
+    s = PosWeightedMasking(**SEEN)
+    batch = feedback_selection_batch()
+    s.select(batch, 0.5, torch.Generator().manual_seed(0))
+    s._nlp = lambda text: text  # stands in for a loaded spaCy pipeline (which is not picklable either)
+    clone = pickle.loads(pickle.dumps(s))
+    assert clone._nlp is None
+    # the clone has no selection of its own: its feedback comes from the labels
+    labels = torch.where(batch["special_tokens_mask"], -100, batch["input_ids"])
+    clone.observe({**batch, "labels": labels}, torch.full(labels.shape, 2.0))
+    assert clone.updates[NOUN].item() == 1 and clone.loss_ema[VERB].item() == 2.0
