@@ -10,6 +10,7 @@ import datasets
 import pytest
 import torch
 
+from conftest import make_corpus, train_tokenizer
 from mlmkit.config.schema import PretrainDataConfig
 from mlmkit.errors import UserError
 from mlmkit.masking.base import MaskingStrategy, Selection
@@ -52,6 +53,31 @@ class WithoutOffsets:
         self._tokenizer = tokenizer
 
     def __getattr__(self, name):
+        return getattr(self._tokenizer, name)
+
+    def __call__(self, *args, **kwargs):
+        return self._tokenizer(*args, **kwargs)
+
+    def __len__(self) -> int:
+        return len(self._tokenizer)
+
+
+class SlowTokenizer(WithoutOffsets):
+    """What a slow tokenizer returns: plain lists, no word ids, no offsets."""
+
+    def __call__(self, *args, **kwargs):
+        return {k: v for k, v in self._tokenizer(*args, **kwargs).items() if k != "offset_mapping"}
+
+
+class Minimal:
+    """A duck-typed tokenizer that says nothing about being fast or slow."""
+
+    def __init__(self, tokenizer) -> None:
+        self._tokenizer = tokenizer
+
+    def __getattr__(self, name):
+        if name == "is_fast":
+            raise AttributeError(name)
         return getattr(self._tokenizer, name)
 
     def __call__(self, *args, **kwargs):
@@ -160,6 +186,33 @@ def test_preview_without_offsets_shows_the_tokens(wordpiece_tokenizer, name):
         assert texts == ["the", "inte ##rnat ##iona ##liza ##tion", "train"]
     else:
         assert texts == ["the", "inte", "##rnat", "##iona", "##liza", "##tion", "train"]
+
+
+def test_preview_of_a_slow_tokenizer_masks_tokens_as_words(wordpiece_tokenizer):
+    text = f"the {LONG_WORD} train"
+    for tokenizer in (SlowTokenizer(wordpiece_tokenizer), Minimal(wordpiece_tokenizer)):
+        preview = preview_text(text, build_strategy({"name": "whole_word"}), tokenizer, ratio=1.0)
+        texts = [unit.text for unit in preview.units]
+        if isinstance(tokenizer, SlowTokenizer):  # without word ids every token is its own word
+            assert texts == ["the", "inte", "##rnat", "##iona", "##liza", "##tion", "train"]
+        else:
+            assert texts == ["the", "inte ##rnat ##iona ##liza ##tion", "train"]
+
+
+def test_preview_of_a_long_text_is_whole_and_quiet(capfd, caplog):
+    tokenizer = train_tokenizer("wordpiece", make_corpus())  # its own: the length warning is given once per tokenizer
+    text = " ".join([TEXT] * 30)
+    preview = preview_text(text, build_strategy({"name": "random"}), tokenizer)
+    assert len(preview.tokens) == 6 * 30 + 2 > tokenizer.model_max_length  # not truncated
+    assert "longer than the specified maximum" not in capfd.readouterr().err + caplog.text
+
+
+def test_preview_with_token_features(wordpiece_tokenizer):
+    strategy = build_strategy({"name": "content_word", "function_weight": 0.0, "ratio": 0.5})
+    for seed in range(4):
+        preview = preview_text(TEXT, strategy, wordpiece_tokenizer, seed=seed)
+        assert preview.predicted_tokens == 3
+        assert all(label == 1 for label, p in zip(TEXT_LABELS, preview.predicted, strict=True) if p)
 
 
 @pytest.mark.parametrize("text", ["", "  \n\t "])
