@@ -147,6 +147,7 @@ def test_built_vocabulary_records_its_settings_and_ranks_ties_by_count(wordpiece
     entries = vocabulary.ngrams[2]
     assert [words for words, _, _ in entries] == [("cc", "dd"), ("aa", "bb")]
     assert entries[0][1] == entries[1][1] and [count for _, _, count in entries] == [2, 1]
+    assert build_pmi_vocabulary(texts, cased_tokenizer(), max_n=2, min_count=0).lowercase is False
 
 
 # ---------------------------------------------------------------------------- the strategy
