@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from mlmkit.masking.span import SpanMasking
+from mlmkit.masking.span import SpanMasking, sample_span_lengths, truncated_geometric_mean
 from mlmkit.masking.units import pick_units, select_units, token_budget, unit_selection, word_unit_ids
 
 
@@ -18,6 +18,37 @@ def span_batch(word_ids):
 def truncated_pmf(p, min_span, max_span, bound):
     weights = [(1 - p) ** (k - min_span) if k <= bound else 0.0 for k in range(min_span, max_span + 1)]
     return [w / sum(weights) for w in weights]
+
+
+def inverse_cdf(u, p, min_span, bound):
+    """The smallest length whose truncated CDF reaches ``u``."""
+    total = 0.0
+    for length, q in zip(range(min_span, bound + 1), truncated_pmf(p, min_span, bound, bound), strict=True):
+        total += q
+        if u <= total + 1e-12:
+            return length
+    return bound
+
+
+@pytest.mark.parametrize(("p", "min_span", "max_span"), [(0.2, 1, 10), (0.5, 3, 4), (0.7, 2, 5), (0.4, 1, 2)])
+def test_span_lengths_invert_the_truncated_cdf(p, min_span, max_span):
+    got = sample_span_lengths((3000,), p, min_span, max_span, torch.Generator().manual_seed(5))
+    uniforms = torch.rand((3000,), generator=torch.Generator().manual_seed(5), dtype=torch.float64).tolist()
+    assert got.dtype == torch.long
+    assert got.tolist() == [inverse_cdf(u, p, min_span, max_span) for u in uniforms]
+    # one bound per draw: each draw from the distribution conditioned on its bound
+    bounds = torch.randint(min_span, max_span + 1, (3000,), generator=torch.Generator().manual_seed(6))
+    got = sample_span_lengths((3000,), p, min_span, bounds, torch.Generator().manual_seed(5))
+    assert got.tolist() == [inverse_cdf(u, p, min_span, int(b)) for u, b in zip(uniforms, bounds, strict=True)]
+
+
+def test_span_length_mean_and_defaults():
+    assert truncated_geometric_mean(0.5, 2, 4) == pytest.approx((2 * 4 + 3 * 2 + 4 * 1) / 7)
+    assert truncated_geometric_mean(0.2, 1, 10) == pytest.approx(sum(k * 0.8 ** (k - 1) for k in range(1, 11))
+                                                                 / sum(0.8 ** (k - 1) for k in range(1, 11)))
+    s = SpanMasking()
+    assert (s.geometric_p, s.min_span, s.max_span) == (0.2, 1, 10)
+    assert s.mean_span == pytest.approx(truncated_geometric_mean(0.2, 1, 10))
 
 
 def test_length_probabilities_are_the_geometric_truncated_at_each_bound():
@@ -70,8 +101,9 @@ def test_span_parameters_are_checked():
         SpanMasking(min_span=0, max_span=5)
     with pytest.raises(ValueError, match="min_span=4, max_span=3"):
         SpanMasking(min_span=4, max_span=3)
-    with pytest.raises(ValueError, match="geometric_p"):
-        SpanMasking(geometric_p=0.0)
+    for p in (0.0, 1.5):
+        with pytest.raises(ValueError, match="geometric_p must be in"):
+            SpanMasking(geometric_p=p)
     assert SpanMasking(geometric_p=1.0, min_span=3, max_span=3).mean_span == 3.0
 
 
