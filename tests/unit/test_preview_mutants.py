@@ -13,6 +13,7 @@ import torch
 from conftest import make_corpus, train_tokenizer
 from mlmkit.config.schema import PretrainDataConfig
 from mlmkit.errors import UserError
+from mlmkit.masking import base
 from mlmkit.masking.base import MaskingStrategy, Selection
 from mlmkit.masking.collator import MaskingCollator
 from mlmkit.masking.content_word import CONTENT_FEATURE, content_word_feature, function_words_for
@@ -101,6 +102,21 @@ class WholeRow(MaskingStrategy):
     def select(self, batch, ratio, generator):
         predicted = ~batch["special_tokens_mask"]
         return Selection(predicted, torch.where(predicted, 0, -1))
+
+
+class DocumentUnits(MaskingStrategy):
+    """Predicts every ordinary token, one unit per document, from a group feature (0 on every token of a document)."""
+
+    name = "document_units"
+    features = ("doc_group",)
+    group_features = ("doc_group",)
+
+    def token_features(self, texts, encodings):
+        return {"doc_group": [[-1 if w is None else 0 for w in encodings.word_ids(i)] for i in range(len(texts))]}
+
+    def select(self, batch, ratio, generator):
+        predicted = ~batch["special_tokens_mask"]
+        return Selection(predicted, torch.where(predicted, batch["doc_group"], -1))
 
 
 def _positions_of_units(preview: TextPreview) -> list[list[int]]:
@@ -287,6 +303,19 @@ def test_content_labels_keep_the_strategys_own(wordpiece_tokenizer):
     assert labels == [[-1, 1, 0, 1, 1, 1, 1, -1]]
 
 
+def test_content_labels_detect_on_the_texts_given(monkeypatch):
+    heard: list[list[str]] = []
+
+    def detect(texts):
+        heard.append(list(texts))
+        return "fr"
+
+    monkeypatch.setattr(base, "detect_language", detect)
+    labelled = _WithContentLabels(build_strategy({"name": "whole_word", "language": "auto"}))
+    assert labelled.detect_language(["le chat"]) == "fr" and heard == [["le chat"]]
+    assert labelled.language == "fr"
+
+
 def test_content_labels_language(wordpiece_tokenizer):
     french = ["le chat aime les trains du matin et la pluie", "nous prenons le train avec les enfants"]
     labelled = _WithContentLabels(build_strategy({"name": "whole_word", "language": "fr"}))
@@ -426,6 +455,23 @@ def test_corpus_stats_seed_and_steps(wordpiece_tokenizer):
     assert {run(seed, 4)["predicted_tokens"] for seed in range(4)} != {first["predicted_tokens"]}
 
 
+def test_corpus_stats_default_block_and_batch_sizes(wordpiece_tokenizer):
+    strategy = build_strategy({"name": "random", "ratio": 0.5})
+    # 15 documents of 8 tokens and one of 9: 129 tokens, two blocks of at most 128
+    rows = [TEXT] * 15 + [TEXT + " a"]
+    assert corpus_stats(_texts(rows), strategy, wordpiece_tokenizer)["blocks"] == 2
+    rows = [TEXT] * 65  # 65 blocks of 8: the 65th is masked with the generator of step 1
+    default = corpus_stats(_texts(rows), strategy, wordpiece_tokenizer, block_size=8)
+    assert default == corpus_stats(_texts(rows), strategy, wordpiece_tokenizer, block_size=8, batch_size=64)
+    assert default != corpus_stats(_texts(rows), strategy, wordpiece_tokenizer, block_size=8, batch_size=65)
+
+
+def test_corpus_stats_keeps_group_features_apart_per_document(wordpiece_tokenizer):
+    stats = corpus_stats(_texts([TEXT] * 4), DocumentUnits(), wordpiece_tokenizer, block_size=32)
+    assert stats["blocks"] == 1 and stats["units"] == 4
+    assert stats["unit_tokens_histogram"] == {**_empty_histogram(), "6": 4}
+
+
 def collator_mask(tokenizer, strategy, rows, step, seed=0):
     collator = MaskingCollator(tokenizer, strategy, seed=seed)
     return collator.mask(collator.pad([{"input_ids": ids} for ids in tokenizer(rows)["input_ids"]]), step=step)
@@ -444,3 +490,9 @@ def test_corpus_stats_from_a_prepared_corpus(wordpiece_tokenizer, tmp_path):
     assert str(tmp_path / "prepared") in notes[0]
     assert first == second == corpus_stats(_texts(), strategy, wordpiece_tokenizer, ratio=1.0, block_size=8)
     assert first["documents"] == 4
+    arrow = next((tmp_path / "prepared").rglob("*.arrow"))
+    with arrow.open("ab") as handle:
+        handle.write(b"damage")
+    notes.clear()
+    assert corpus_stats(None, strategy, wordpiece_tokenizer, ratio=1.0, data=data, notify=notes.append) == first
+    assert len(notes) == 1 and "is damaged" in notes[0] and notes[0].endswith("rebuilding it")
