@@ -6,6 +6,7 @@ import pickle
 import pytest
 import torch
 
+from mlmkit.data.pos_tagging import default_spacy_model
 from mlmkit.masking.pos_weighted import (
     POS_INDEX,
     UPOS_TAGS,
@@ -136,3 +137,24 @@ def test_a_pickled_strategy_leaves_its_pipeline_and_last_batch_behind():
     labels = torch.where(batch["special_tokens_mask"], -100, batch["input_ids"])
     clone.observe({**batch, "labels": labels}, torch.full(labels.shape, 2.0))
     assert clone.updates[NOUN].item() == 1 and clone.loss_ema[VERB].item() == 2.0
+
+
+def test_parameters_are_checked_with_messages_naming_them():
+    for kwargs, message in [
+        ({"momentum": 1.0}, "masking.momentum must be in [0, 1), got 1.0"),
+        ({"momentum": -0.1}, "masking.momentum must be in [0, 1), got -0.1"),
+        ({"spacy_batch_size": 0}, "masking.spacy_batch_size must be >= 1"),
+        ({"temperature": 0.0}, "masking.temperature must be positive, got 0.0"),
+        ({"sampling": "greedy"}, "masking.sampling must be one of bernoulli, proportional, got 'greedy'"),
+        ({"statistics": "all"}, "masking.statistics must be one of released, seen, got 'all'"),
+    ]:
+        with pytest.raises(ValueError) as info:
+            PosWeightedMasking(**kwargs)
+        assert str(info.value) == message
+    s = PosWeightedMasking(momentum=0.0, spacy_batch_size="3", temperature="1.5", language="auto")
+    assert (s.momentum, s.spacy_batch_size, s.temperature, s.spacy_model) == (0.0, 3, 1.5, None)
+    assert (s.sampling, s.statistics) == ("bernoulli", "released")
+    defaults = PosWeightedMasking()
+    assert (defaults.momentum, defaults.spacy_batch_size, defaults.temperature) == (0.999, 256, 2.0)
+    assert defaults.spacy_model == default_spacy_model("en")
+    assert PosWeightedMasking(spacy_model=defaults.spacy_model).spacy_model == defaults.spacy_model

@@ -97,13 +97,15 @@ def test_budget_after_first_keeps_the_expected_total_at_the_budget(p, min_span, 
 
 
 def test_span_parameters_are_checked():
-    with pytest.raises(ValueError, match="min_span=0, max_span=5"):
-        SpanMasking(min_span=0, max_span=5)
-    with pytest.raises(ValueError, match="min_span=4, max_span=3"):
-        SpanMasking(min_span=4, max_span=3)
-    for p in (0.0, 1.5):
-        with pytest.raises(ValueError, match="geometric_p must be in"):
-            SpanMasking(geometric_p=p)
+    for kwargs, message in [
+        ({"min_span": 0, "max_span": 5}, "masking needs 1 <= min_span <= max_span, got min_span=0, max_span=5"),
+        ({"min_span": 4, "max_span": 3}, "masking needs 1 <= min_span <= max_span, got min_span=4, max_span=3"),
+        ({"geometric_p": 0.0}, "masking.geometric_p must be in (0, 1], got 0.0"),
+        ({"geometric_p": 1.5}, "masking.geometric_p must be in (0, 1], got 1.5"),
+    ]:
+        with pytest.raises(ValueError) as info:
+            SpanMasking(**kwargs)
+        assert str(info.value) == message
     assert SpanMasking(geometric_p=1.0, min_span=3, max_span=3).mean_span == 3.0
 
 
