@@ -115,6 +115,7 @@ class DocumentUnits(MaskingStrategy):
         return {"doc_group": [[-1 if w is None else 0 for w in encodings.word_ids(i)] for i in range(len(texts))]}
 
     def select(self, batch, ratio, generator):
+        self.batch_keys = set(batch)
         predicted = ~batch["special_tokens_mask"]
         return Selection(predicted, torch.where(predicted, batch["doc_group"], -1))
 
@@ -467,8 +468,11 @@ def test_corpus_stats_default_block_and_batch_sizes(wordpiece_tokenizer):
 
 
 def test_corpus_stats_keeps_group_features_apart_per_document(wordpiece_tokenizer):
-    stats = corpus_stats(_texts([TEXT] * 4), DocumentUnits(), wordpiece_tokenizer, block_size=32)
+    strategy = DocumentUnits()
+    stats = corpus_stats(_texts([TEXT] * 4), strategy, wordpiece_tokenizer, block_size=32)
     assert stats["blocks"] == 1 and stats["units"] == 4
+    # the strategy sees the batch pre-training gives it: the content labels are the preview's own
+    assert strategy.batch_keys == {"input_ids", "attention_mask", "special_tokens_mask", "word_ids", "doc_group"}
     assert stats["unit_tokens_histogram"] == {**_empty_histogram(), "6": 4}
 
 
