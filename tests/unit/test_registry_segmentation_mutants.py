@@ -107,3 +107,12 @@ def test_alignment_follows_the_segmenter_word_by_word():
     assert align_words(text, spans, word_ids, offsets) == [-1, 0, 0, 1, 1, 2, 2, 3, 3, -1]
     # the segmenter may join what the tokenizer split, and split what it joined
     assert align_words(text, [(0, 5), (6, 7), (7, 11)], word_ids, offsets) == [-1, 0, 0, 0, 0, 1, 2, 2, 2, -1]
+
+
+def test_a_character_no_segmented_word_covers_stays_apart():
+    """The segmenter may leave characters out (here the "!"): such a token is a unit of its own."""
+    text = "ab cd ! ef"
+    chars = [i for i, c in enumerate(text) if c != " "]
+    word_ids = [0, 0, 1, 1, 2, 3, 3]
+    offsets = [(c, c + 1) for c in chars]
+    assert align_words(text, [(0, 2), (3, 5), (8, 10)], word_ids, offsets) == [0, 0, 1, 1, 2, 3, 3]
