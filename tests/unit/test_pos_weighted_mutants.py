@@ -39,7 +39,8 @@ def test_logged_values_carry_five_decimals():
     selection = s.select(batch, 0.34, torch.Generator().manual_seed(0))  # a budget of round(3 x 0.34) = 1 word
     assert int(selection.predicted.sum()) == 1
     labelled = {**batch, "input_ids": ids.clone(), "labels": torch.tensor([[-100, 5, 6, 7, -100]])}
-    s.observe(labelled, torch.tensor([[0.0, 2.0, 1 / 3, 3.0, 0.0]]))
+    s.observe(labelled, torch.tensor([[0.0, 2.0, 1 / 3, 3.0, 0.0]], dtype=torch.float64))
+    assert s.state_dict()["classes"]["DET"]["loss"] == 1 / 3  # kept in double precision
     values = s.log_values()
     assert values == {"realized_ratio": 0.33333, "pos_loss/NOUN": 2.5, "pos_loss/DET": 0.33333}
     assert s.log_values() == {"realized_ratio": 0.33333, "pos_loss/NOUN": 2.5, "pos_loss/DET": 0.33333}
@@ -151,8 +152,8 @@ def test_parameters_are_checked_with_messages_naming_them():
         with pytest.raises(ValueError) as info:
             PosWeightedMasking(**kwargs)
         assert str(info.value) == message
-    s = PosWeightedMasking(momentum=0.0, spacy_batch_size="3", temperature="1.5", language="auto")
-    assert (s.momentum, s.spacy_batch_size, s.temperature, s.spacy_model) == (0.0, 3, 1.5, None)
+    s = PosWeightedMasking(momentum=0.0, spacy_batch_size="1", temperature="0.5", language="auto")
+    assert (s.momentum, s.spacy_batch_size, s.temperature, s.spacy_model) == (0.0, 1, 0.5, None)
     assert (s.sampling, s.statistics) == ("bernoulli", "released")
     defaults = PosWeightedMasking()
     assert (defaults.momentum, defaults.spacy_batch_size, defaults.temperature) == (0.999, 256, 2.0)
