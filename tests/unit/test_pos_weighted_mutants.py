@@ -12,6 +12,7 @@ from mlmkit.masking.pos_weighted import (
     UPOS_TAGS,
     PosWeightedMasking,
     acceptance_order,
+    align_pos_to_tokens,
     all_processes_sum,
 )
 from mlmkit.masking.units import select_units, word_unit_ids
@@ -159,3 +160,10 @@ def test_parameters_are_checked_with_messages_naming_them():
     assert (defaults.momentum, defaults.spacy_batch_size, defaults.temperature) == (0.999, 256, 2.0)
     assert defaults.spacy_model == default_spacy_model("en")
     assert PosWeightedMasking(spacy_model=defaults.spacy_model).spacy_model == defaults.spacy_model
+
+
+def test_a_marker_token_takes_the_tag_of_its_words_tagged_token_even_the_first_tag():
+    # " big": the first sub-token covers only the space, the second the word, tagged ADJ (id 0)
+    chars = [-1, POS_INDEX["ADJ"], POS_INDEX["ADJ"], POS_INDEX["ADJ"]]
+    tags = align_pos_to_tokens(" big", chars, [None, 0, 0, None], [(0, 0), (0, 1), (1, 4), (0, 0)])
+    assert tags == [-1, POS_INDEX["ADJ"], POS_INDEX["ADJ"], -1]

@@ -217,6 +217,10 @@ def test_select_units_decides_corruption_per_chosen_unit():
     assert torch.equal(unit_selection(units, predicted).units, selection.units)
     assert token_budget(candidates, 0.3).tolist() == pytest.approx((candidates.sum(1) * 0.3).tolist())
     assert token_budget(candidates, 0.3).dtype == torch.float64
+    default = select_units(units, candidates, 0.3, torch.Generator().manual_seed(3))  # no fill rounds
+    assert torch.equal(default.predicted, pick_units(units, token_budget(candidates, 0.3),
+                                                     torch.Generator().manual_seed(3)))
+    assert not torch.equal(default.predicted, selection.predicted)
 
 
 def test_word_unit_ids_are_first_positions_of_words():
