@@ -96,6 +96,25 @@ def test_budget_after_first_keeps_the_expected_total_at_the_budget(p, min_span, 
         assert total == pytest.approx(max(budget, expected_first))
 
 
+@pytest.mark.parametrize(("p", "min_span", "max_span"), [(0.2, 1, 10), (0.5, 2, 4)])
+def test_budget_after_first_solves_its_equation_for_any_bound(p, min_span, max_span):
+    # bounds above the budget: the first span may overshoot it, and later spans get less (E[max(X1, y)] = budget)
+    s = SpanMasking(geometric_p=p, min_span=min_span, max_span=max_span)
+    budgets = torch.linspace(0.5, max_span + 2.0, 23, dtype=torch.float64)
+    for cap in range(min_span, max_span + 1):
+        y = s.budget_after_first(budgets, torch.full((len(budgets),), cap))
+        pmf = truncated_pmf(p, min_span, max_span, cap)
+        lengths = range(min_span, max_span + 1)
+        expected_first = sum(q * k for q, k in zip(pmf, lengths, strict=True))
+        for budget, after in zip(budgets.tolist(), y.tolist(), strict=True):
+            if budget <= expected_first:
+                assert after == 0.0
+            elif budget >= cap:
+                assert after == budget
+            else:
+                assert sum(q * max(k, after) for q, k in zip(pmf, lengths, strict=True)) == pytest.approx(budget)
+
+
 def test_span_parameters_are_checked():
     for kwargs, message in [
         ({"min_span": 0, "max_span": 5}, "masking needs 1 <= min_span <= max_span, got min_span=0, max_span=5"),
