@@ -37,6 +37,8 @@ def test_step_seed_formula():
     assert step_seed(2, 3, 4, 5) == 2 * 1_000_003 + 3 * 10_007 + 4 * 101 + 5
     assert step_seed(2**62, 2**62) == (2**62 * 1_000_003 + 2**62 * 10_007) % (2**63 - 1)
     assert step_seed(1, 2) == step_seed(1, 2, 0, 0)
+    assert torch.equal(torch.rand(4, generator=step_generator(1, 2)),
+                       torch.rand(4, generator=torch.Generator().manual_seed(step_seed(1, 2, 0, 0))))
     draws = {tuple(torch.rand(4, generator=step_generator(*args)).tolist())
              for args in [(1, 2), (1, 2, 0, 0), (1, 3), (1, 2, 1), (1, 2, 0, 1), (2, 2)]}
     assert len(draws) == 5  # only the two spellings of (1, 2, 0, 0) agree
@@ -116,12 +118,24 @@ def test_collator_settings_and_mask(wordpiece_tokenizer):
     assert (collator.mlm_probability, collator.mask_replace_prob, collator.random_replace_prob) == (0.4, 0.5, 0.25)
     assert collator.schedule(0) == collator.schedule(10**6) == 0.4
     assert (collator.base_seed, collator.rank, collator.calls) == (3, 2, 0)
+    assert collator.mlm is True and collator.seed == 3  # what Hugging Face's collator reads
     padded = collator.pad([{"input_ids": i} for i in _ids(wordpiece_tokenizer)])
     out = collator.mask(padded, step=5, micro_step=1)
     assert set(out) == {"input_ids", "attention_mask", "labels"}
     assert out["attention_mask"] is padded["attention_mask"]
     expected = strategy(padded, 0.4, step_generator(3, 5, 1, 2))
     assert torch.equal(out["input_ids"], expected[0]) and torch.equal(out["labels"], expected[1])
+
+
+def test_collator_defaults_are_seed_zero_rank_zero_micro_step_zero(wordpiece_tokenizer):
+    strategy = RandomMasking(ratio=0.5)
+    collator = MaskingCollator(wordpiece_tokenizer, strategy)
+    assert (collator.base_seed, collator.rank) == (0, 0)
+    padded = collator.pad([{"input_ids": i} for i in _ids(wordpiece_tokenizer)])
+    got = collator.mask(padded, step=2)
+    generator = torch.Generator().manual_seed(step_seed(0, 2, 0, 0))
+    expected = strategy(padded, 0.5, generator)
+    assert torch.equal(got["input_ids"], expected[0]) and torch.equal(got["labels"], expected[1])
 
 
 def test_schedule_ratio_reaches_the_strategy(wordpiece_tokenizer):
