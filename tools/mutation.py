@@ -190,13 +190,15 @@ def score_interval(killed: int, tested: int) -> str:
     return f"{100 * killed / tested:.1f}% (95% interval {100 * low:.1f}% to {100 * high:.1f}%)"
 
 
-def run_mutmut(workdir: Path, names: list[str], max_children: int) -> int:
+def run_mutmut(workdir: Path, names: list[str], max_children: int, quiet: bool = False) -> int:
     """``mutmut run`` in the work folder (all mutants without a result when ``names`` is empty)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
            "TOKENIZERS_PARALLELISM": "false"}
     mutmut = Path(sys.executable).with_name("mutmut")
-    code = subprocess.call([str(mutmut), "run", "--max-children", str(max_children), *names], cwd=workdir, env=env)
-    if code != 0:
+    output = subprocess.DEVNULL if quiet else None
+    code = subprocess.call([str(mutmut), "run", "--max-children", str(max_children), *names], cwd=workdir, env=env,
+                           stdout=output, stderr=output)
+    if code != 0 and not quiet:
         print(f"mutmut exited with {code}", file=sys.stderr)
     return code
 
@@ -229,10 +231,12 @@ def main() -> int:
         return attempt(workdir, args.attempt[0], args.attempt[1:])
     if not args.report:
         refresh(workdir, args.set, args.tests_at)
-        if args.sample and not results(workdir):  # generate the mutants (and the test statistics), test none yet
-            code = run_mutmut(workdir, ["mlmkit.no_such_module.*"], args.max_children)
-            if code != 0:
-                return code
+        if args.sample and not results(workdir):
+            # generate the mutants to draw from: mutmut writes them, then stops on a filter matching none
+            run_mutmut(workdir, ["mlmkit.no_such_module.*"], args.max_children, quiet=True)
+            if not results(workdir):
+                print("mutmut could not generate the mutants", file=sys.stderr)
+                return 1
         current = results(workdir)
         chosen = sample_of(workdir, current, args.sample, args.seed) if args.sample else None
         pool = restrict(current, chosen) if chosen else current
