@@ -259,8 +259,10 @@ def main() -> int:
     print(text)
     killed = sum(c.get("killed", 0) for c in counts.values())
     tested = sum(c["mutants"] - c.get("not tested", 0) for c in counts.values())
-    if tested:
-        print(f"score of the {tested} tested mutants: {score_interval(killed, tested)}")
+    if tested and args.sample:  # a uniform sample: the interval says how far the whole set's score may lie
+        print(f"score of the {tested} tested mutants of the sample: {score_interval(killed, tested)}")
+    elif tested:  # mutmut tests the quickest mutants first, so a partial run is no sample of the whole
+        print(f"score of the {tested} tested mutants: {100 * killed / tested:.1f}%")
     name = f"scores-sample-{args.sample}-seed{args.seed}.json" if args.sample else "scores.json"
     (workdir / name).write_text(json.dumps(counts, indent=2) + "\n")
     print(f"survivors: {len(survivors(by_module))} (list: --survivors; a diff: `mutmut show NAME` in {workdir})")
