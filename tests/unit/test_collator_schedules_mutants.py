@@ -84,8 +84,37 @@ def test_pad_rounds_up_and_keeps_given_word_ids(wordpiece_tokenizer):
         [{"input_ids": i, "word_ids": w} for i, w in zip(ids, words, strict=True)])
     assert batch["input_ids"].shape[1] == -(-width // 5) * 5 and batch["input_ids"].shape[1] % 5 == 0
     assert batch["word_ids"][1].tolist() == words[1] + [-1] * (batch["input_ids"].shape[1] - len(words[1]))
-    with pytest.raises(ValueError, match="empty list"):
+    with pytest.raises(ValueError, match="^cannot collate an empty list of examples$"):
         MaskingCollator(wordpiece_tokenizer, RandomMasking()).pad([])
+
+
+def test_pad_examples_straight_from_the_tokenizer(wordpiece_tokenizer):
+    collator = MaskingCollator(wordpiece_tokenizer, RandomMasking(), pad_to_multiple_of=None)
+    encoded = wordpiece_tokenizer(ROWS, return_special_tokens_mask=True)
+    rich = [{k: encoded[k][i] for k in encoded} for i in range(len(ROWS))]
+    assert {"attention_mask", "special_tokens_mask"} <= set(rich[0])
+    plain = collator.pad([{"input_ids": e["input_ids"]} for e in rich])
+    got = collator.pad(rich)
+    assert set(got) == set(plain)
+    for name in plain:
+        assert torch.equal(got[name], plain[name]), name
+    one = collator.pad(rich[:1])
+    assert one["input_ids"].tolist() == [rich[0]["input_ids"]] and one["attention_mask"].all()
+
+
+class PadIsOne:
+    """A tokenizer whose pad token has id 1 (as RoBERTa's ``<pad>``)."""
+
+    def __init__(self, tokenizer) -> None:
+        self._tokenizer = tokenizer
+
+    def __getattr__(self, name):
+        return getattr(self._tokenizer, name)
+
+    def __len__(self) -> int:
+        return len(self._tokenizer)
+
+    pad_token_id = 1
 
 
 class NoPadToken:
@@ -102,6 +131,12 @@ class NoPadToken:
 
     pad_token_id = None
     pad_token = None
+
+
+def test_pad_uses_the_pad_token(wordpiece_tokenizer):
+    collator = MaskingCollator(PadIsOne(wordpiece_tokenizer), RandomMasking(), pad_to_multiple_of=None)
+    batch = collator.pad([{"input_ids": i} for i in _ids(wordpiece_tokenizer)[:2]])
+    assert batch["input_ids"][1, -1].item() == 1 and batch["special_tokens_mask"][1, -1].item()
 
 
 def test_pad_without_a_pad_token_uses_id_zero(wordpiece_tokenizer):
