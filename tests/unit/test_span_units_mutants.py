@@ -131,9 +131,11 @@ def test_span_parameters_are_checked():
 @pytest.mark.parametrize("p", [0.2, 1.0])
 def test_ratio_one_predicts_every_word_and_nothing_else(p):
     # rows of different lengths, two documents in one row, a row with no special token in front
+    # documents split by one special token, and a word on the last position
     batch = span_batch([[-1, 0, 0, 1, 2, 3, -1, -1, 4, 5, 5, 6, -1],
                         [0, 1, 2, 2, 3, -1, -1, -1, -1, -1, -1, -1, -1],
-                        [-1, 0, 1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1]])
+                        [-1, 0, 1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1],
+                        [-1, 0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, 9]])
     words = batch["word_ids"]
     for seed in range(10):
         selection = SpanMasking(geometric_p=p).select(batch, 1.0, torch.Generator().manual_seed(seed))
@@ -141,11 +143,20 @@ def test_ratio_one_predicts_every_word_and_nothing_else(p):
         # spans are runs of whole words inside one document: a unit's positions share a document
         units = selection.units
         assert torch.equal(units >= 0, words >= 0)
-        for row in range(3):
+        for row in range(len(words)):
             for head in units[row].unique().tolist():
                 if head >= 0:
                     where = (units[row] == head).nonzero().flatten()
                     assert not (words[row, where[0]:where[-1] + 1] < 0).any()
+
+
+def test_words_outside_every_span_have_unit_minus_one():
+    batch = span_batch([[-1, *range(30), -1]] * 4)
+    for seed in range(5):
+        selection = SpanMasking().select(batch, 0.3, torch.Generator().manual_seed(seed))
+        assert selection.predicted.any() and not selection.predicted.all()
+        assert torch.equal(selection.predicted, selection.units >= 0)
+        assert (selection.units[~selection.predicted] == -1).all()
 
 
 def test_span_masking_of_batches_without_words():
