@@ -159,6 +159,15 @@ def test_words_outside_every_span_have_unit_minus_one():
         assert (selection.units[~selection.predicted] == -1).all()
 
 
+def test_every_row_with_a_word_gets_a_span_unless_the_ratio_is_zero():
+    # one word; three words (a budget of 0.45 tokens at 0.15); no word at all
+    batch = span_batch([[-1, 0, -1, -1, -1], [-1, 0, 1, 2, -1], [-1, -1, -1, -1, -1]])
+    for seed in range(10):
+        selection = SpanMasking().select(batch, 0.15, torch.Generator().manual_seed(seed))
+        assert selection.predicted.any(dim=1).tolist() == [True, True, False]
+        assert not SpanMasking().select(batch, 0.0, torch.Generator().manual_seed(seed)).predicted.any()
+
+
 def test_span_masking_of_batches_without_words():
     s = SpanMasking()
     empty = s.select(span_batch([[-1, -1, -1], [-1, -1, -1]]), 0.5, torch.Generator().manual_seed(0))
