@@ -6,9 +6,11 @@ import logging
 import re
 
 import pytest
+import torch
 from rich.console import Console
 
 from mlmkit.errors import UserError
+from mlmkit.masking.base import run_unit_ids
 from mlmkit.masking.pmi import PmiMasking
 from mlmkit.masking.pmi_vocab import (
     PmiVocabulary,
@@ -17,6 +19,7 @@ from mlmkit.masking.pmi_vocab import (
     document_words,
     read_corpus_words,
 )
+from mlmkit.masking.units import select_units
 
 #: 12 copies of each: every n-gram inside a document occurs 12 times, more than the default min_count of 10
 DOCUMENTS = ["we moved to new york city last year", "the big dog ran far away", "she said new york is big"] * 12
@@ -202,3 +205,35 @@ def test_segmented_languages_carry_their_word_ids(tmp_path):
     features = strategy.token_features([text], encodings)
     assert features["word_ids"] == [[-1, 0, 0, 1, 1, 2, 2, 3, 3, -1]]  # one id per jieba word, per character
     assert features["unit_ids"] == [[-1, 0, 0, 0, 0, 2, 2, 3, 3, -1]]  # the vocabulary bigram is one unit
+
+
+def test_units_without_offsets_are_whole_words_and_binding_comes_first(tmp_path, wordpiece_tokenizer):
+    strategy = PmiMasking(vocab=str(vocab_file(tmp_path / "v.json", bigram=("morning", "train"))))
+    text = "the morning train waits"
+    encodings = wordpiece_tokenizer([text])  # no offsets (as from a slow tokenizer): words only
+    with pytest.raises(RuntimeError) as info:
+        strategy.token_features([text], encodings)
+    assert str(info.value) == "call bind(tokenizer) before token_features: words are spelled by its normaliser"
+    strategy.bind(wordpiece_tokenizer)
+    words = encodings.word_ids(0)
+    assert strategy.token_features([text], encodings) == {"unit_ids": [[-1 if w is None else w for w in words]]}
+    with_offsets = wordpiece_tokenizer([text], return_offsets_mapping=True)
+    units = strategy.token_features([text], with_offsets)["unit_ids"][0]
+    assert units == [-1 if w is None else {2: 1}.get(w, w) for w in words]  # "morning train" is one unit
+
+
+def test_select_picks_whole_units_of_candidate_tokens(tmp_path, wordpiece_tokenizer):
+    strategy = PmiMasking(vocab=str(vocab_file(tmp_path / "v.json")))
+    strategy.bind(wordpiece_tokenizer)
+    special = torch.tensor([[True] + [False] * 10 + [True]] * 3)
+    unit_ids = torch.tensor([[-1, 0, 0, 0, 1, 2, 2, 3, 4, 4, 5, -1]] * 3)
+    batch = {"input_ids": torch.full(special.shape, 9), "special_tokens_mask": special, "unit_ids": unit_ids}
+    for seed in range(4):
+        got = strategy.select(batch, 0.4, torch.Generator().manual_seed(seed))
+        units = run_unit_ids(unit_ids.masked_fill(special, -1))
+        expected = select_units(units, ~special, 0.4, torch.Generator().manual_seed(seed))
+        assert torch.equal(got.predicted, expected.predicted) and torch.equal(got.units, expected.units)
+    with pytest.raises(ValueError) as info:
+        strategy.select({k: v for k, v in batch.items() if k != "unit_ids"}, 0.4, torch.Generator())
+    assert str(info.value) == ("the pmi strategy needs the 'unit_ids' feature computed by token_features when the "
+                               "corpus is tokenized (mlmkit.data.packing.tokenize_corpus with this strategy)")
