@@ -411,6 +411,26 @@ def test_corpus_stats_content_shares_and_corruption_split(wordpiece_tokenizer):
     assert half["content_share_corpus"] == round(8 / 13, 4)
 
 
+def test_corpus_stats_small_counts(wordpiece_tokenizer):
+    # blocks [CLS] the cat likes the morning train [SEP] | [CLS] a [SEP]: 6 + 1 maskable tokens; exact 10% predicts
+    # round(0.6) = 1 token in the first block and none in the second, which still had one to predict
+    exact = RandomMasking(exact=True, ratio=0.1)
+    stats = corpus_stats(_texts([TEXT, "a"]), exact, wordpiece_tokenizer, block_size=8)
+    assert (stats["blocks"], stats["maskable_tokens"], stats["predicted_tokens"], stats["units"]) == (2, 7, 1, 1)
+    assert stats["realized_ratio"] == 0.1429 and stats["rows_without_prediction"] == 0.5
+    assert stats["mean_unit_tokens"] == stats["mean_unit_words"] == 1.0
+    assert sorted(stats["corruption"].values()) == [0.0, 0.0, 1.0]
+    assert stats["strategy"] == "random"
+    # a block of nothing but [SEP] has nothing to predict, so it is not a row without prediction
+    stats = corpus_stats(_texts([TEXT]), RandomMasking(), wordpiece_tokenizer, ratio=1.0, block_size=7)
+    assert stats["blocks"] == 2 and stats["rows_without_prediction"] == 0.0
+    one = corpus_stats(_texts(["a"]), Unnamed(), wordpiece_tokenizer, ratio=1.0)
+    assert (one["maskable_tokens"], one["realized_ratio"], one["strategy"]) == (1, 1.0, "Unnamed")
+    split = RandomMasking(ratio=0.5, mask_replace_prob=0.5, random_replace_prob=0.5)
+    shares = corpus_stats(_texts([TEXT] * 3), split, wordpiece_tokenizer, seed=1)["corruption"]
+    assert 0 < shares["mask"] < 1 and shares["mask"] + shares["random"] + shares["kept"] == pytest.approx(1, abs=2e-4)
+
+
 def test_corpus_stats_whole_words_and_long_units(wordpiece_tokenizer):
     rows = [f"the {LONG_WORD} train"] * 3
     words = corpus_stats(_texts(rows), build_strategy({"name": "whole_word"}), wordpiece_tokenizer, ratio=1.0,
