@@ -228,6 +228,17 @@ def test_random_masking_options(wordpiece_tokenizer):
     topped = RandomMasking(min_predictions=1).select(padded, 0.5, torch.Generator().manual_seed(1)).predicted
     assert plain.sum(dim=1).tolist() == [4, 0, 5]
     assert torch.equal(plain[[0, 2]], topped[[0, 2]]) and topped[1].sum() == 1 and not (topped[1] & plain[1]).any()
+    # rows below the minimum are topped up to exactly the minimum
+    for seed in range(8):
+        draws = RandomMasking().select(padded, 0.3, torch.Generator().manual_seed(seed)).predicted.sum(dim=1)
+        topped = minimum.select(padded, 0.3, torch.Generator().manual_seed(seed)).predicted.sum(dim=1)
+        assert topped.tolist() == [max(d, min(4, m)) for d, m in zip(draws.tolist(), n.tolist(), strict=True)]
+    # the explicit generator drives every draw, the top-up and exact picks included
+    for strategy in (exact, minimum):
+        torch.manual_seed(1)
+        first = strategy.select(padded, 0.1, torch.Generator().manual_seed(5)).predicted
+        torch.manual_seed(2)
+        assert torch.equal(first, strategy.select(padded, 0.1, torch.Generator().manual_seed(5)).predicted)
     with pytest.raises(ValueError, match="^masking.min_predictions must be >= 0$"):
         RandomMasking(min_predictions=-1)
     assert (exact.exact, exact.min_predictions, RandomMasking().exact) == (True, 3, False)

@@ -318,6 +318,8 @@ def test_mixture_weights_and_rows(wordpiece_tokenizer):
     assert mixture.log_values() == {"mixture/0_recorder/share": 0.0, "mixture/0_recorder/rows": 0.0,
                                     "mixture/1_recorder/share": 1.0, "mixture/1_recorder/rows": 4.0}
     assert _mixture({"name": "random", "weight": 1}, {"name": "span", "weight": 3}).weights.tolist() == [0.25, 0.75]
+    assert _mixture({"name": "random"}, {"name": "span", "weight": 3}).weights.tolist() == [0.25, 0.75]  # default 1
+    assert _mixture({"name": "random"}, {"name": "span", "weight": 2}).weights.tolist() == [1 / 3, 2 / 3]
 
 
 def test_mixture_ignores_what_is_not_per_row(wordpiece_tokenizer):
@@ -378,6 +380,7 @@ def test_mixture_log_values_accumulate_and_round(wordpiece_tokenizer):
 def test_mixture_state_round_trip(wordpiece_tokenizer):
     stateless = _mixture({"name": "random"}, {"name": "span"})
     assert stateless.state_dict() == {}
+    assert stateless.group_features == ()
     stateless.load_state_dict({})
     stateless.load_state_dict(stateless.state_dict())
     mixture = _bound(_mixture({"name": "random"}, {"name": RECORDER}), wordpiece_tokenizer)

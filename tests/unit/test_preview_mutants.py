@@ -424,8 +424,16 @@ def test_corpus_stats_small_counts(wordpiece_tokenizer):
     # a block of nothing but [SEP] has nothing to predict, so it is not a row without prediction
     stats = corpus_stats(_texts([TEXT]), RandomMasking(), wordpiece_tokenizer, ratio=1.0, block_size=7)
     assert stats["blocks"] == 2 and stats["rows_without_prediction"] == 0.0
-    one = corpus_stats(_texts(["a"]), Unnamed(), wordpiece_tokenizer, ratio=1.0)
+    one = corpus_stats(_texts(["cat"]), Unnamed(), wordpiece_tokenizer, ratio=1.0)
     assert (one["maskable_tokens"], one["realized_ratio"], one["strategy"]) == (1, 1.0, "Unnamed")
+    assert one["content_share_corpus"] == 1.0 and one["blocks"] == 1
+    none = corpus_stats(_texts(["cat"]), Unnamed(), wordpiece_tokenizer, ratio=0.0)
+    assert none["rows_without_prediction"] == 1.0
+    # three blocks, one without prediction; three units of 6, 6 and 2 words
+    thirds = corpus_stats(_texts([TEXT, TEXT, "a dog"]), DocumentUnits(), wordpiece_tokenizer, block_size=8)
+    assert thirds["mean_unit_words"] == thirds["mean_unit_tokens"] == 4.667
+    third = corpus_stats(_texts([TEXT, TEXT, "a"]), exact, wordpiece_tokenizer, block_size=8)
+    assert third["rows_without_prediction"] == 0.3333
     split = RandomMasking(ratio=0.5, mask_replace_prob=0.5, random_replace_prob=0.5)
     shares = corpus_stats(_texts([TEXT] * 3), split, wordpiece_tokenizer, seed=1)["corruption"]
     assert 0 < shares["mask"] < 1 and shares["mask"] + shares["random"] + shares["kept"] == pytest.approx(1, abs=2e-4)
