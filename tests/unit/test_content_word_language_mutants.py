@@ -9,6 +9,7 @@ import re
 import pytest
 import torch
 
+from conftest import train_tokenizer
 from mlmkit.errors import UserError
 from mlmkit.masking import language as language_module
 from mlmkit.masking.content_word import (
@@ -31,12 +32,20 @@ from mlmkit.masking.language import (
 
 
 # ---------------------------------------------------------------------------------------------- content words
-def test_slow_tokenizer_path_labels_each_token_from_its_string(wordpiece_tokenizer):
+def test_slow_tokenizer_path_labels_each_token_from_its_string(wordpiece_tokenizer, corpus):
     """Encodings without offsets or word ids (a slow tokenizer): every ordinary token is a word of its own."""
     ids = wordpiece_tokenizer("the cat likes a dog .")["input_ids"]
     labels = content_word_feature(["the cat likes a dog ."], {"input_ids": [ids]}, ENGLISH_FUNCTION_WORDS,
                                   tokenizer=wordpiece_tokenizer)
     assert labels == [[-1, 0, 1, 1, 0, 1, 0, -1]]
+    # byte-level BPE marks a leading space with "\u0120"; the marker is not part of the word
+    bpe = train_tokenizer("bpe", corpus, vocab_size=500)
+    ids = bpe("the weather")["input_ids"]
+    tokens = bpe.convert_ids_to_tokens(ids)
+    labels = content_word_feature(["the weather"], {"input_ids": [ids]}, ENGLISH_FUNCTION_WORDS, tokenizer=bpe)
+    assert tokens == ["[CLS]", "\u0120the", "\u0120weather", "[SEP]"] and labels == [[-1, 0, 1, -1]]
+    # without a tokenizer the ids stand for the tokens: digits, so content words
+    assert content_word_feature(["x"], {"input_ids": [[5, 6]]}, ENGLISH_FUNCTION_WORDS) == [[1, 1]]
 
 
 def test_given_words_without_offsets_join_their_pieces(wordpiece_tokenizer):
@@ -98,6 +107,21 @@ def test_constructor_checks_the_weights():
             ContentWordMasking(**kwargs)
     strategy = ContentWordMasking(function_weight=0.0)
     assert (strategy.content_weight, strategy.function_weight) == (1.0, 0.0)
+    assert ContentWordMasking().function_weight == 0.25
+
+
+def test_the_function_word_list_follows_the_settings():
+    assert ContentWordMasking(function_words=["Cat"]).function_word_set == frozenset({"cat"})
+    assert ContentWordMasking(language="fr").function_word_set == function_words_for("fr")
+    assert ContentWordMasking(language="en").function_word_set is ENGLISH_FUNCTION_WORDS
+    given = ContentWordMasking(language="auto", function_words=["chat"])
+    assert given.function_words == frozenset({"chat"})
+    auto = ContentWordMasking(language="auto")
+    assert auto.function_words is None
+    assert auto.detect_language(["le chat et le chien sont dans la maison avec les enfants"]) == "fr"
+    assert auto.function_word_set == function_words_for("fr")
+    assert given.detect_language(["le chat et le chien sont dans la maison"]) == "fr"
+    assert given.function_word_set == frozenset({"chat"})
 
 
 def test_token_features_of_a_language_with_spaces(wordpiece_tokenizer, corpus):
@@ -118,8 +142,20 @@ def test_zero_function_weight_predicts_only_content_words():
              "special_tokens_mask": labels < 0, "word_ids": torch.tensor([[-1, 0, 1, 2, 3, 4, -1]] * 2)}
     predicted = strategy.select(batch, 0.6, torch.Generator().manual_seed(0)).predicted
     assert not predicted[labels != 1].any() and predicted.any()
-    with pytest.raises(KeyError, match="the batch has no 'content_word' feature: prepare the data with this "
-                                       "strategy"):
+    # the draw comes from the generator passed in, not from torch's global one
+    rows = torch.Generator().manual_seed(3)
+    labels = torch.randint(0, 2, (16, 12), generator=rows)
+    labels[:, 0] = labels[:, -1] = -1
+    batch = {"input_ids": torch.zeros_like(labels), CONTENT_FEATURE: labels, "special_tokens_mask": labels < 0,
+             "word_ids": torch.arange(12).expand(16, 12).masked_fill(labels < 0, -1)}
+    draws = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        draws.append(ContentWordMasking().select(batch, 0.3, torch.Generator().manual_seed(0)).predicted)
+    assert torch.equal(draws[0], draws[1])
+    message = ("the batch has no 'content_word' feature: prepare the data with this strategy (its token_features "
+               "run once at tokenization)")
+    with pytest.raises(KeyError, match=re.escape(message)):
         strategy.select({k: v for k, v in batch.items() if k != CONTENT_FEATURE}, 0.6, torch.Generator())
 
 
@@ -137,9 +173,14 @@ def test_a_little_kana_makes_han_text_japanese():
     assert detect_language([han + "\u306e" * 6]) == "ja"  # 6% kana
     assert detect_language([han + "\u306e" * 4]) == "zh"  # 4% kana
     assert detect_language([han]) == "zh"
+    assert detect_language([han + "\u306e" * 5]) == "ja"  # exactly 5%
+    assert detect_language(["\u6f22\u5b57"]) == "zh"  # a short text without kana
 
 
 def test_detection_errors_say_what_to_set(monkeypatch):
+    with pytest.raises(UserError, match="^masking.language=auto found no letters in the corpus sample; set "
+                                        "masking.language$"):
+        detect_language(["123 !!", "42"])
     with pytest.raises(UserError, match="^" + re.escape(
             "masking.language=auto cannot tell the language of this corpus (most letters are in a script it does "
             "not know); set masking.language") + "$"):
@@ -156,18 +197,19 @@ def test_detection_errors_say_what_to_set(monkeypatch):
 def test_language_codes_and_scripts():
     assert normalize_language(None) == "en"
     assert normalize_language(" Auto ") == "auto"
-    assert normalize_language("pt_BR") == "pt" and normalize_language("zh-Hans") == "zh"
+    assert normalize_language("pt_BR") == "pt" and normalize_language("zh-Hant-TW") == "zh"
     with pytest.raises(UserError, match="^masking.language must be an ISO 639 language code such as 'en', 'fr', "
                                         "'zh' or 'auto', got 'english'$"):
         normalize_language("english")
-    assert [script_of(c) for c in "a\u00df1 \u0416\u05d0\u3042\u4e00\u13a0"] == [
-        "latin", "latin", None, None, "cyrillic", "hebrew", "kana", "han", "other"]
+    assert [script_of(c) for c in "a\u00df1 \u0416\u05d0\u3042\u4e00\u13a0\u024f\u0041"] == [
+        "latin", "latin", None, None, "cyrillic", "hebrew", "kana", "han", "other", "latin", "latin"]
 
 
 def test_stop_word_shares():
     assert spacy_stop_words("zz") is None
     assert spacy_stop_words("fr") == frozenset(w.lower() for w in spacy_stop_words("fr"))
-    assert stop_word_share(["le", "chat", "et", "chien"], "fr") == 0.5
+    assert stop_word_share(["le", "chat", "et"], "fr") == pytest.approx(2 / 3)
+    assert detect_language(["le chat et le chien", "sont dans la maison avec les enfants"]) == "fr"
     assert stop_word_share([], "fr") == 0.0 and stop_word_share(["le"], "zz") == 0.0
     # nothing any candidate knows: the likeliest language of the script wins
     assert detect_language(["xqzt vbnm"]) == language_module.SCRIPT_LANGUAGES["latin"][0]
