@@ -210,13 +210,14 @@ def test_segmented_languages_carry_their_word_ids(tmp_path):
 def test_units_without_offsets_are_whole_words_and_binding_comes_first(tmp_path, wordpiece_tokenizer):
     strategy = PmiMasking(vocab=str(vocab_file(tmp_path / "v.json", bigram=("morning", "train"))))
     text = "the morning train waits"
-    encodings = wordpiece_tokenizer([text])  # no offsets (as from a slow tokenizer): words only
+    encodings = wordpiece_tokenizer([text, "a train"])  # no offsets (as from a slow tokenizer): words only
     with pytest.raises(RuntimeError) as info:
-        strategy.token_features([text], encodings)
+        strategy.token_features([text, "a train"], encodings)
     assert str(info.value) == "call bind(tokenizer) before token_features: words are spelled by its normaliser"
     strategy.bind(wordpiece_tokenizer)
     words = encodings.word_ids(0)
-    assert strategy.token_features([text], encodings) == {"unit_ids": [[-1 if w is None else w for w in words]]}
+    assert strategy.token_features([text, "a train"], encodings) == {
+        "unit_ids": [[-1 if w is None else w for w in encodings.word_ids(i)] for i in range(2)]}
     with_offsets = wordpiece_tokenizer([text], return_offsets_mapping=True)
     units = strategy.token_features([text], with_offsets)["unit_ids"][0]
     assert units == [-1 if w is None else {2: 1}.get(w, w) for w in words]  # "morning train" is one unit
