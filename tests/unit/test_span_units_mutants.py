@@ -168,6 +168,16 @@ def test_every_row_with_a_word_gets_a_span_unless_the_ratio_is_zero():
         assert not SpanMasking().select(batch, 0.0, torch.Generator().manual_seed(seed)).predicted.any()
 
 
+def test_span_masking_depends_only_on_its_generator():
+    batch = span_batch([[-1, *range(40), -1]] * 3)
+    with torch.random.fork_rng():  # the global generator is restored afterwards
+        torch.manual_seed(1)
+        first = SpanMasking().select(batch, 0.3, torch.Generator().manual_seed(11))
+        torch.manual_seed(2)  # the global generator must not matter
+        second = SpanMasking().select(batch, 0.3, torch.Generator().manual_seed(11))
+    assert torch.equal(first.predicted, second.predicted) and torch.equal(first.units, second.units)
+
+
 def test_span_masking_of_batches_without_words():
     s = SpanMasking()
     empty = s.select(span_batch([[-1, -1, -1], [-1, -1, -1]]), 0.5, torch.Generator().manual_seed(0))
