@@ -81,7 +81,7 @@ def test_word_matching_ignores_case_quotes_and_curly_apostrophes():
 
 def test_word_lists_from_files_and_lists(tmp_path):
     path = tmp_path / "words.txt"
-    path.write_text("Foo  # a comment\n\n'bar'\n# only a comment\nbaz\n", encoding="utf-8")
+    path.write_text("Foo  # a comment # with a hash\n\n'bar'\n# only a comment\nbaz\n", encoding="utf-8")
     assert load_word_list(str(path)) == frozenset({"foo", "bar", "baz"})
     assert load_word_list(["The", "  A ", "!!"]) == frozenset({"the", "a"})
     assert load_word_list(None) is ENGLISH_FUNCTION_WORDS
@@ -133,6 +133,19 @@ def test_token_features_of_a_language_with_spaces(wordpiece_tokenizer, corpus):
     assert set(features) == {CONTENT_FEATURE}
     assert features[CONTENT_FEATURE] == content_word_feature(corpus[:3], encoded, ENGLISH_FUNCTION_WORDS,
                                                              tokenizer=wordpiece_tokenizer)
+
+
+def test_token_features_with_auto_language_carry_the_words(wordpiece_tokenizer, corpus):
+    """``auto`` may segment, so the words travel with the labels (here the tokenizer's own: English)."""
+    strategy = ContentWordMasking(language="auto")
+    strategy.bind(wordpiece_tokenizer)
+    encoded = wordpiece_tokenizer(corpus[:3], return_offsets_mapping=True)
+    features = strategy.token_features(corpus[:3], encoded)
+    words = [[-1 if w is None else w for w in encoded.word_ids(i)] for i in range(3)]
+    assert set(features) == {CONTENT_FEATURE, "word_ids"} and features["word_ids"] == words
+    assert features[CONTENT_FEATURE] == content_word_feature(corpus[:3], encoded, ENGLISH_FUNCTION_WORDS,
+                                                             tokenizer=wordpiece_tokenizer)
+    assert strategy.resolved_language == "en"
 
 
 def test_zero_function_weight_predicts_only_content_words():
