@@ -133,6 +133,12 @@ def test_token_features_of_a_language_with_spaces(wordpiece_tokenizer, corpus):
     assert set(features) == {CONTENT_FEATURE}
     assert features[CONTENT_FEATURE] == content_word_feature(corpus[:3], encoded, ENGLISH_FUNCTION_WORDS,
                                                              tokenizer=wordpiece_tokenizer)
+    # punctuation as content: the setting reaches the labels
+    keep = ContentWordMasking(language="en", punctuation_is_function=False)
+    keep.bind(wordpiece_tokenizer)
+    labels = keep.token_features(corpus[:3], encoded)[CONTENT_FEATURE]
+    assert labels == content_word_feature(corpus[:3], encoded, ENGLISH_FUNCTION_WORDS, punctuation_is_function=False)
+    assert labels != features[CONTENT_FEATURE]
 
 
 def test_token_features_with_auto_language_carry_the_words(wordpiece_tokenizer, corpus):
