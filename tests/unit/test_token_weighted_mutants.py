@@ -17,7 +17,6 @@ import pytest
 import torch
 from safetensors import safe_open
 from transformers import PreTrainedTokenizerFast
-from transformers.utils import logging as hf_logging
 
 from conftest import train_tokenizer
 from mlmkit.errors import UserError
@@ -166,11 +165,11 @@ def fresh_tokenizer(corpus):
 
 
 @pytest.fixture
-def transformers_log(caplog):
-    hf_logging.enable_propagation()
+def transformers_log(caplog, monkeypatch):
+    """transformers' warnings, which its logger keeps to itself unless told to propagate."""
+    monkeypatch.setattr(logging.getLogger("transformers"), "propagate", True)
     caplog.set_level(logging.WARNING)
-    yield caplog
-    hf_logging.disable_propagation()
+    return caplog
 
 
 def test_texts_are_counted_whole_without_special_tokens_or_warnings(fresh_tokenizer, corpus, transformers_log):
