@@ -35,3 +35,27 @@ def test_warnings_print_the_text_as_it_is():
     out = io.StringIO()
     _warner(Console(file=out, width=200, color_system=None))("model [dir] at /tmp/[x]")
     assert out.getvalue() == "model [dir] at /tmp/[x]\n"  # brackets are not read as rich markup
+
+
+def test_a_streamed_corpus_holds_out_its_first_blocks_with_the_strategy_features(tmp_path, corpus,
+                                                                                wordpiece_tokenizer):
+    import datasets
+
+    from mlmkit.config import PretrainConfig, load_config
+    from mlmkit.data.cache import streamed_blocks
+    from mlmkit.masking.content_word import CONTENT_FEATURE
+    from mlmkit.masking.registry import build_strategy
+    from mlmkit.training.pretrain import build_pretrain_data
+
+    source = tmp_path / "docs.txt"
+    source.write_text("\n".join(corpus) + "\n")
+    cfg = load_config(PretrainConfig, None, [f"data.source={source}", "data.streaming=true", "data.max_seq_length=32",
+                                             "data.eval_max_blocks=5", "masking.name=content_word"])
+    strategy = build_strategy(cfg.masking)
+    strategy.bind(wordpiece_tokenizer)
+    train, held_out, stats = build_pretrain_data(cfg, wordpiece_tokenizer, strategy)
+    first = list(streamed_blocks(cfg.data, wordpiece_tokenizer, strategy, None).take(7))
+    assert isinstance(held_out, datasets.Dataset) and stats["eval_blocks"] == len(held_out) == 5
+    assert held_out.to_list() == first[:5]  # the first blocks of the stream, features included
+    assert CONTENT_FEATURE in held_out.column_names
+    assert list(train.take(2)) == first[5:7]  # training starts right after them
