@@ -143,6 +143,8 @@ def test_ratio_one_predicts_every_word_and_nothing_else(p):
         # spans are runs of whole words inside one document: a unit's positions share a document
         units = selection.units
         assert torch.equal(units >= 0, words >= 0)
+        if p == 1.0:  # spans of one word each: every word is its own unit
+            assert torch.equal(units, word_unit_ids(batch))
         for row in range(len(words)):
             for head in units[row].unique().tolist():
                 if head >= 0:
@@ -229,12 +231,12 @@ def reference_pick(unit_ids, budget, generator, weights=None, fill_rounds=0):
 
 
 def random_units(rows, length, seed):
-    """Rows of units of 1 to 4 positions with special positions at both ends and some padding."""
+    """Rows of units of 1 to 4 positions, some padding at the end, odd rows without a special position in front."""
     g = torch.Generator().manual_seed(seed)
     out = torch.full((rows, length), -1)
     for b in range(rows):
         end = length - 1 - int(torch.randint(0, length // 3, (1,), generator=g))
-        at = 1
+        at = 1 - b % 2
         while at < end:
             size = min(int(torch.randint(1, 5, (1,), generator=g)), end - at)
             out[b, at:at + size] = at
@@ -254,6 +256,10 @@ def test_pick_units_follows_the_reference_loop(weighted, fill_rounds):
         got = pick_units(units, budget, torch.Generator().manual_seed(seed), weights, fill_rounds)
         expected = reference_pick(units, budget, torch.Generator().manual_seed(seed), weights, fill_rounds)
         assert torch.equal(got, expected), (seed, weighted, fill_rounds)
+
+
+def test_pick_units_of_an_empty_batch():
+    assert pick_units(torch.zeros((0, 6), dtype=torch.long), torch.zeros(0), torch.Generator()).shape == (0, 6)
 
 
 def test_select_units_decides_corruption_per_chosen_unit():
