@@ -59,3 +59,23 @@ def test_a_streamed_corpus_holds_out_its_first_blocks_with_the_strategy_features
     assert held_out.to_list() == first[:5]  # the first blocks of the stream, features included
     assert CONTENT_FEATURE in held_out.column_names
     assert list(train.take(2)) == first[5:7]  # training starts right after them
+
+
+def test_a_remembered_evaluation_is_announced_with_its_file(tmp_path):
+    from types import SimpleNamespace
+
+    from mlmkit.training.mlm_eval import remember
+    from mlmkit.training.pretrain import _evaluate_before
+
+    record = tmp_path / "evaluations" / "0123.json"
+    stored = {"masked_accuracy": 0.25, "perplexity": 12.5, "eval_loss": 2.5}
+    remember(record, stored)
+    out = io.StringIO()
+    console = Console(file=out, width=400, color_system=None)
+    # nothing is evaluated: no model, batches or tokenizer are needed when the record is read
+    before = _evaluate_before(None, None, SimpleNamespace(is_main_process=True), None, None, console, record)
+    assert before == stored
+    lines = out.getvalue().splitlines()
+    assert lines[0] == (f"evaluation before training: the same weights and held-out blocks as an earlier run, its "
+                        f"result reused ({record})")
+    assert lines[1] == "before training: masked accuracy 0.250, perplexity 12.5"
