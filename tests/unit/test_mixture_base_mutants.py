@@ -217,6 +217,16 @@ def test_corruption_split_per_token(wordpiece_tokenizer, mask, rand):
         assert abs(shares[kind] - p) <= tolerance, (kind, shares, expected)
 
 
+def test_unit_zero_has_its_own_draw(wordpiece_tokenizer):
+    strategy = _bound(RandomMasking(mask_replace_prob=0.5, random_replace_prob=0.0), wordpiece_tokenizer)
+    ids = torch.tensor([[10, 11, 12, 13]] * 50)
+    predicted = torch.ones_like(ids, dtype=torch.bool)
+    units = torch.arange(4).expand(50, 4)
+    corrupted, _ = strategy.corrupt(ids, Selection(predicted, units), torch.Generator().manual_seed(0))
+    masked = corrupted == wordpiece_tokenizer.mask_token_id
+    assert (masked[:, 0] != masked[:, 1]).any()  # units 0 and 1 decide independently
+
+
 def test_corruption_is_decided_once_per_unit(wordpiece_tokenizer):
     strategy = _bound(Everything(one_unit=True, mask_replace_prob=0.5, random_replace_prob=0.5), wordpiece_tokenizer)
     batch = _batch(wordpiece_tokenizer, strategy, rows=ROWS * 4)
@@ -293,7 +303,10 @@ def test_one_component_mixture_is_that_component(wordpiece_tokenizer):
     for name in ("random", "whole_word"):
         mixture = _bound(_mixture({"name": name}, ratio=0.5), wordpiece_tokenizer)
         alone = _bound(build_strategy({"name": name, "ratio": 0.5}), wordpiece_tokenizer)
-        batch = _batch(wordpiece_tokenizer, mixture, rows=text)
+        encodings = wordpiece_tokenizer(text)
+        examples = [{"input_ids": ids, "word_ids": [-1 if w is None else w for w in encodings.word_ids(i)]}
+                    for i, ids in enumerate(encodings["input_ids"])]
+        batch = MaskingCollator(wordpiece_tokenizer, mixture, pad_to_multiple_of=None).pad(examples)
         for seed in range(3):
             got = mixture.mask_with_selection(batch, None, torch.Generator().manual_seed(seed))
             want = alone.mask_with_selection(batch, None, torch.Generator().manual_seed(seed))
@@ -410,9 +423,10 @@ def test_mixture_setup(wordpiece_tokenizer):
 
 
 def test_mixture_detects_the_language_of_its_word_components(monkeypatch):
-    monkeypatch.setattr(base, "detect_language", lambda texts: "fr")
+    heard: list[list[str]] = []
+    monkeypatch.setattr(base, "detect_language", lambda texts: heard.append(list(texts)) or "fr")
     mixture = _mixture({"name": "random"}, {"name": "whole_word", "language": "auto"})
-    assert mixture.detect_language(["le chat"]) is None
+    assert mixture.detect_language(["le chat"]) is None and heard == [["le chat"]]
     assert mixture.components[1].resolved_language == "fr"
 
 

@@ -426,7 +426,7 @@ def test_corpus_stats_small_counts(wordpiece_tokenizer):
     assert stats["blocks"] == 2 and stats["rows_without_prediction"] == 0.0
     one = corpus_stats(_texts(["cat"]), Unnamed(), wordpiece_tokenizer, ratio=1.0)
     assert (one["maskable_tokens"], one["realized_ratio"], one["strategy"]) == (1, 1.0, "Unnamed")
-    assert one["content_share_corpus"] == 1.0 and one["blocks"] == 1
+    assert one["content_share_corpus"] == 1.0 and one["function_share_corpus"] == 0.0 and one["blocks"] == 1
     none = corpus_stats(_texts(["cat"]), Unnamed(), wordpiece_tokenizer, ratio=0.0)
     assert none["rows_without_prediction"] == 1.0
     # three blocks, one without prediction; three units of 6, 6 and 2 words
