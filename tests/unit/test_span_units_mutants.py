@@ -156,7 +156,8 @@ def test_words_outside_every_span_have_unit_minus_one():
     batch = span_batch([[-1, *range(30), -1]] * 4)
     for seed in range(5):
         selection = SpanMasking().select(batch, 0.3, torch.Generator().manual_seed(seed))
-        assert selection.predicted.any() and not selection.predicted.all()
+        # 9 words of budget per row: a row overshoots by less than one span (at most 10 words)
+        assert selection.predicted.any(dim=1).all() and (selection.predicted.sum(dim=1) < 9 + 10).all()
         assert torch.equal(selection.predicted, selection.units >= 0)
         assert (selection.units[~selection.predicted] == -1).all()
 
