@@ -232,3 +232,12 @@ def test_stop_word_shares():
     assert stop_word_share([], "fr") == 0.0 and stop_word_share(["le"], "zz") == 0.0
     # nothing any candidate knows: the likeliest language of the script wins
     assert detect_language(["xqzt vbnm"]) == language_module.SCRIPT_LANGUAGES["latin"][0]
+
+
+def test_rebuilt_words_lose_only_the_space_markers():
+    """Without offsets a word is rebuilt from its token strings: "Ġ" / "▁" markers and "##" go, letters stay."""
+    from mlmkit.masking.content_word import content_word_feature
+
+    encodings = {"input_ids": [["Xor", "\u0120or", "\u2581or", "##or", "Xylophone"]]}
+    labels = content_word_feature(["unused"], encodings, frozenset({"or"}))
+    assert labels == [[1, 0, 0, 0, 1]]  # "Xor" and "Xylophone" keep their X: content words
