@@ -277,6 +277,11 @@ def test_select_units_decides_corruption_per_chosen_unit():
     assert torch.equal(default.predicted, pick_units(units, token_budget(candidates, 0.3),
                                                      torch.Generator().manual_seed(3)))
     assert not torch.equal(default.predicted, selection.predicted)
+    weights = torch.rand(units.shape, generator=torch.Generator().manual_seed(4))
+    weighted = select_units(units, candidates, 0.3, torch.Generator().manual_seed(3), weights=weights)
+    assert torch.equal(weighted.predicted, pick_units(units, token_budget(candidates, 0.3),
+                                                      torch.Generator().manual_seed(3), weights))
+    assert not torch.equal(weighted.predicted, default.predicted)
 
 
 def test_word_unit_ids_are_first_positions_of_words():
