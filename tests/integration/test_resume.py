@@ -87,6 +87,19 @@ def test_corrupt_checkpoint_is_reported_and_auto_falls_back(tiny_model_dir, corp
         resolve_resume(str(newest), run)
     assert resolve_resume("auto", run) == checkpoints[-2]  # the previous one is intact and used
 
+    # a run resumed with auto says so, and trains on from the intact checkpoint
+    import io
+
+    from rich.console import Console
+
+    (run / "model.safetensors").unlink()
+    out = io.StringIO()
+    result = pretrain(load_config(PretrainConfig, None, _overrides(tiny_model_dir, corpus_file, run, "train.max_steps=6",
+                                                                   "train.keep_checkpoints=0", "train.resume=auto")),
+                      console=Console(file=out, width=400, color_system=None))
+    assert result.resumed_from == str(checkpoints[-2]) and result.steps == 6
+    assert f"resuming from {checkpoints[-2]}, the newest intact checkpoint" in " ".join(out.getvalue().split())
+
 
 def test_keep_last_k_and_no_partial_directories(tiny_model_dir, corpus_file, tmp_path):
     run = tmp_path / "run"
