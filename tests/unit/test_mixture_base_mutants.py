@@ -3,6 +3,7 @@ pinned down on hand-made batches: exact values, exact messages, state round trip
 
 from __future__ import annotations
 
+import importlib.util
 import pickle
 import re
 
@@ -274,6 +275,26 @@ def test_auto_language_is_settled_once(monkeypatch):
     assert strategy.resolved_segmenter == "jieba"
     assert strategy.detect_language(["second"]) == "zh"
     assert calls == [["第一"]] and heard == ["zh"]
+
+
+def test_word_strategy_segmenters_and_missing_packages(wordpiece_tokenizer, monkeypatch):
+    text = "the cat's train"
+    spacy_words = _bound(WholeWordMasking(segmenter="spacy"), wordpiece_tokenizer)
+    assert (spacy_words.segmenter, spacy_words.features) == ("spacy", ("word_ids",))
+    encodings = wordpiece_tokenizer([text], return_offsets_mapping=True)
+    assert spacy_words.word_ids([text], encodings) == [[-1, 0, 1, 2, 2, 3, -1]]  # spaCy: the / cat / 's / train
+    # slow-tokenizer encodings (plain lists, no word ids): every ordinary token is its own word
+    plain = {"input_ids": wordpiece_tokenizer(["the cat likes"])["input_ids"]}
+    assert _bound(WholeWordMasking(), wordpiece_tokenizer).word_ids(["the cat likes"], plain) == [[-1, 1, 2, 3, -1]]
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "jieba" else real(name, *a))
+    with pytest.raises(UserError, match=r"^masking.language=zh segments words with jieba, which is not installed"):
+        WholeWordMasking(language="zh")
+    monkeypatch.setattr(base, "detect_language", lambda texts: "zh" if list(texts) else "en")
+    with pytest.raises(UserError, match=r"^masking.language=zh segments words with jieba"):
+        WholeWordMasking(language="auto").detect_language([text])
+    with pytest.raises(UserError, match=r"^masking.language=zh segments words with jieba"):
+        WholeWordMasking(language="auto").word_ids([text], encodings)
 
 
 def test_word_ids_and_pickling(wordpiece_tokenizer):
