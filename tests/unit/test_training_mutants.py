@@ -79,3 +79,22 @@ def test_a_remembered_evaluation_is_announced_with_its_file(tmp_path):
     assert lines[0] == (f"evaluation before training: the same weights and held-out blocks as an earlier run, its "
                         f"result reused ({record})")
     assert lines[1] == "before training: masked accuracy 0.250, perplexity 12.5"
+
+
+def test_a_second_preparation_reads_the_prepared_corpus_and_says_where(tmp_path, corpus, wordpiece_tokenizer):
+    from mlmkit.config import PretrainConfig, load_config
+    from mlmkit.masking.registry import build_strategy
+    from mlmkit.training.pretrain import build_pretrain_data
+
+    source = tmp_path / "docs.txt"
+    source.write_text("\n".join(corpus) + "\n")
+    cfg = load_config(PretrainConfig, None, [f"data.source={source}", "data.max_seq_length=32",
+                                             f"data.cache_dir={tmp_path / 'prepared'}"])
+    strategy = build_strategy(cfg.masking)
+    strategy.bind(wordpiece_tokenizer)
+    first, second = [], []
+    _, held_out, stats = build_pretrain_data(cfg, wordpiece_tokenizer, strategy, first.append)
+    _, again, stats_again = build_pretrain_data(cfg, wordpiece_tokenizer, strategy, second.append)
+    assert not any(line.startswith("data: reusing") for line in first)
+    assert second == [f"data: reusing the prepared corpus in {stats['prepared_path']}"]
+    assert stats_again == stats and again.to_list() == held_out.to_list()
