@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from mlmkit.masking.base import Selection, run_starts, run_unit_ids
+from mlmkit.masking.base import Selection, run_unit_ids
 
 
 def candidate_mask(batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -33,20 +33,6 @@ def word_unit_ids(batch: dict[str, torch.Tensor]) -> torch.Tensor:
     and Unigram alike.
     """
     return run_unit_ids(batch["word_ids"].masked_fill(batch["special_tokens_mask"], -1))
-
-
-def word_ranks(unit_ids: torch.Tensor) -> torch.Tensor:
-    """Ordinal of each position's unit within its row (0, 1, 2, ...), -1 where ``unit_ids`` is -1."""
-    starts = run_starts(unit_ids)
-    ranks = starts.long().cumsum(dim=1) - 1
-    return ranks.masked_fill_(unit_ids < 0, -1)
-
-
-def unit_sizes(unit_ids: torch.Tensor) -> torch.Tensor:
-    """``sizes[b, j]`` = number of positions of row ``b`` whose unit id is ``j`` (0 if none)."""
-    valid = unit_ids >= 0
-    sizes = torch.zeros_like(unit_ids)
-    return sizes.scatter_add_(1, unit_ids.clamp(min=0), valid.long())
 
 
 def token_budget(candidates: torch.Tensor, ratio: float) -> torch.Tensor:
