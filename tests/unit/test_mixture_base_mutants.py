@@ -395,6 +395,9 @@ def test_mixture_log_values_accumulate_and_round(wordpiece_tokenizer):
     mixture = _bound(_mixture({"name": RECORDER}, {"name": RECORDER}, {"name": "random"}), wordpiece_tokenizer)
     assert mixture.log_values()["mixture/0_recorder/share"] == 0.0
     batch = _batch(wordpiece_tokenizer, mixture)
+    single = _bound(_mixture({"name": RECORDER}), wordpiece_tokenizer)
+    single.select({k: v[:1] for k, v in batch.items()}, 0.15, torch.Generator())
+    assert single.log_values()["mixture/0_recorder/share"] == 1.0  # one row seen, all of it by the only component
     totals = 0
     for seed in range(3):
         mixture.select(batch, 0.15, torch.Generator().manual_seed(seed))
