@@ -175,6 +175,13 @@ def sample_of(workdir: Path, by_module: dict[str, dict[str, int | None]], size: 
     return chosen
 
 
+def subsample_of(chosen: list[str], size: int, seed: int) -> list[str]:
+    """The first ``size`` names of ``chosen`` in a seeded random order: again a uniform sample of the set."""
+    order = sorted(chosen)
+    random.Random(seed + 1).shuffle(order)
+    return sorted(order[:size])
+
+
 def restrict(by_module: dict[str, dict[str, int | None]], names: list[str]) -> dict[str, dict[str, int | None]]:
     """Only the mutants in ``names``."""
     wanted = set(names)
@@ -211,6 +218,9 @@ def main() -> int:
     parser.add_argument("--sample", type=int, default=0, metavar="N",
                         help="test a seeded random sample of N mutants and report the score with its interval")
     parser.add_argument("--seed", type=int, default=0, help="seed of --sample")
+    parser.add_argument("--subsample", type=int, default=0, metavar="M",
+                        help="with --sample N: only M of those N mutants, drawn at random (seed + 1), for a set whose "
+                             "N mutants take too long")
     parser.add_argument("--tests-at", metavar="REV", default=None,
                         help="use the tests of this git revision (e.g. for a 'before' score); default: working tree")
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 1)
@@ -239,6 +249,8 @@ def main() -> int:
                 return 1
         current = results(workdir)
         chosen = sample_of(workdir, current, args.sample, args.seed) if args.sample else None
+        if chosen and args.subsample:
+            chosen = subsample_of(chosen, args.subsample, args.seed)
         pool = restrict(current, chosen) if chosen else current
         names = list(args.only) + (survivors(pool) if args.rerun_survivors else [])
         if chosen and not args.rerun_survivors and not args.only:
@@ -254,7 +266,8 @@ def main() -> int:
         print(f"no results in {workdir}; run without --report first", file=sys.stderr)
         return 2
     if args.sample:
-        by_module = restrict(by_module, sample_of(workdir, by_module, args.sample, args.seed))
+        chosen = sample_of(workdir, by_module, args.sample, args.seed)
+        by_module = restrict(by_module, subsample_of(chosen, args.subsample, args.seed) if args.subsample else chosen)
     text, counts = table(by_module)
     print(text)
     killed = sum(c.get("killed", 0) for c in counts.values())
@@ -263,7 +276,8 @@ def main() -> int:
         print(f"score of the {tested} tested mutants of the sample: {score_interval(killed, tested)}")
     elif tested:  # mutmut tests the quickest mutants first, so a partial run is no sample of the whole
         print(f"score of the {tested} tested mutants: {100 * killed / tested:.1f}%")
-    name = f"scores-sample-{args.sample}-seed{args.seed}.json" if args.sample else "scores.json"
+    name = f"scores-sample-{args.sample}-seed{args.seed}{f'-sub{args.subsample}' if args.subsample else ''}.json" \
+        if args.sample else "scores.json"
     (workdir / name).write_text(json.dumps(counts, indent=2) + "\n")
     print(f"survivors: {len(survivors(by_module))} (list: --survivors; a diff: `mutmut show NAME` in {workdir})")
     return 0
