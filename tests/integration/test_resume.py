@@ -94,9 +94,10 @@ def test_corrupt_checkpoint_is_reported_and_auto_falls_back(tiny_model_dir, corp
 
     (run / "model.safetensors").unlink()
     out = io.StringIO()
-    result = pretrain(load_config(PretrainConfig, None, _overrides(tiny_model_dir, corpus_file, run, "train.max_steps=6",
-                                                                   "train.keep_checkpoints=0", "train.resume=auto")),
-                      console=Console(file=out, width=400, color_system=None))
+    overrides = _overrides(tiny_model_dir, corpus_file, run, "train.max_steps=6", "train.keep_checkpoints=0",
+                           "train.resume=auto")
+    result = pretrain(load_config(PretrainConfig, None, overrides), console=Console(file=out, width=400,
+                                                                                    color_system=None))
     assert result.resumed_from == str(checkpoints[-2]) and result.steps == 6
     assert f"resuming from {checkpoints[-2]}, the newest intact checkpoint" in " ".join(out.getvalue().split())
 
@@ -153,3 +154,16 @@ def test_parse_duration(text, seconds):
 def test_parse_duration_rejects_nonsense():
     with pytest.raises(UserError):
         parse_duration("soon")
+
+
+def test_resume_auto_without_a_checkpoint_starts_fresh_but_a_named_one_must_exist(tiny_model_dir, corpus_file,
+                                                                                tmp_path):
+    """`train.resume=auto` is safe to put in every job script: with nothing to resume it simply starts."""
+    run = tmp_path / "run"
+    result = pretrain(load_config(PretrainConfig, None, _overrides(tiny_model_dir, corpus_file, run,
+                                                                   "train.max_steps=2", "train.resume=auto")))
+    assert result.resumed_from is None and result.steps == 2 and (run / "model.safetensors").is_file()
+    with pytest.raises(UserError, match="step-00000099"):
+        pretrain(load_config(PretrainConfig, None, _overrides(
+            tiny_model_dir, corpus_file, tmp_path / "other", "train.max_steps=2",
+            f"train.resume={tmp_path / 'other' / 'checkpoints' / 'step-00000099'}")))
