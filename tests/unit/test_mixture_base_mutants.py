@@ -474,3 +474,14 @@ def test_mixture_errors_word_for_word(strategies, message):
         _mixture(*strategies) if strategies else build_strategy({"name": "mixture", "strategies": strategies})
     assert str(error.value) == f"masking strategy 'mixture': {message}"
     assert re.search(re.escape(message), str(error.value))
+
+
+def test_a_mixture_reports_the_language_of_its_word_components():
+    """Corpus statistics label content words with the mixture's language, not always English."""
+    from mlmkit.masking.preview import _WithContentLabels
+    from mlmkit.masking.registry import build_strategy
+
+    french = build_strategy({"name": "mixture", "strategies": [{"name": "random"},
+                                                               {"name": "whole_word", "language": "fr"}]})
+    assert french.resolved_language == "fr" and _WithContentLabels(french).language == "fr"
+    assert build_strategy({"name": "mixture", "strategies": [{"name": "random"}]}).resolved_language == "en"

@@ -81,6 +81,11 @@ class MixtureMasking(MaskingStrategy):
             if callable(getattr(component, "detect_language", None)):
                 component.detect_language(texts)
 
+    @property
+    def resolved_language(self) -> str:
+        """The language of the first word-based component (``en`` without one), e.g. for corpus statistics."""
+        return next((c.resolved_language for c in self.components if hasattr(c, "resolved_language")), "en")
+
     def token_features(self, texts: list[str], encodings: Any) -> dict[str, list[list[int]]]:
         merged: dict[str, list[list[int]]] = {}
         for component in self.components:
