@@ -145,9 +145,10 @@ def table(by_module: dict[str, dict[str, int | None]]) -> tuple[str, dict[str, d
     return "\n".join(rows), counts
 
 
-def survivors(by_module: dict[str, dict[str, int | None]]) -> list[str]:
-    """Names of the mutants that survived."""
-    return sorted(name for codes in by_module.values() for name, code in codes.items() if code in SURVIVED)
+def survivors(by_module: dict[str, dict[str, int | None]], reached: bool = True) -> list[str]:
+    """Names of the mutants that survived (and, with ``reached=False``, those no test reached)."""
+    wanted = SURVIVED if reached else SURVIVED | NOT_REACHED
+    return sorted(name for codes in by_module.values() for name, code in codes.items() if code in wanted)
 
 
 def attempt(workdir: Path, name: str, tests: list[str]) -> int:
@@ -214,7 +215,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("set", choices=sorted(SETS))
     parser.add_argument("--only", nargs="+", default=[], help="mutant names or globs, e.g. 'mlmkit.masking.span.*'")
-    parser.add_argument("--rerun-survivors", action="store_true", help="test the surviving mutants again")
+    parser.add_argument("--rerun-survivors", action="store_true",
+                        help="test the surviving mutants (and those no test reached) again, with the current tests")
     parser.add_argument("--sample", type=int, default=0, metavar="N",
                         help="test a seeded random sample of N mutants and report the score with its interval")
     parser.add_argument("--seed", type=int, default=0, help="seed of --sample")
@@ -252,7 +254,7 @@ def main() -> int:
         if chosen and args.subsample:
             chosen = subsample_of(chosen, args.subsample, args.seed)
         pool = restrict(current, chosen) if chosen else current
-        names = list(args.only) + (survivors(pool) if args.rerun_survivors else [])
+        names = list(args.only) + (survivors(pool, reached=False) if args.rerun_survivors else [])
         if chosen and not args.rerun_survivors and not args.only:
             names = [name for codes in pool.values() for name, code in codes.items() if code is None]
         if (args.rerun_survivors or chosen) and not names:
