@@ -95,3 +95,23 @@ def test_last_layer_at_predicted_positions_trains_like_the_full_layer(wordpiece_
     assert pruned.before == pytest.approx(whole.before, rel=1e-5)
     assert pruned.after["eval_loss"] == pytest.approx(whole.after["eval_loss"], rel=1e-4)
     assert _same_weights(tmp_path / "p", tmp_path / "w")
+
+
+def test_data_notices_print_paths_verbatim_and_the_result_names_the_run(tiny_model_dir, corpus_file, tmp_path):
+    """A path with brackets is printed as it is (not read as rich markup) in the prepared-corpus notice."""
+    import io
+
+    from rich.console import Console
+
+    prepared = tmp_path / "cache [v2]"
+    outputs = []
+    for run in ("first", "second"):
+        out = io.StringIO()
+        result = pretrain(tiny_config(tiny_model_dir, corpus_file, tmp_path / run, "train.max_steps=1",
+                                      "train.eval_every=0", f"data.cache_dir={prepared}"),
+                          console=Console(file=out, width=1000, color_system=None))
+        assert result.output_dir == str(tmp_path / run)
+        outputs.append(out.getvalue())
+    assert "data: reusing the prepared corpus" not in outputs[0]
+    (line,) = [line for line in outputs[1].splitlines() if line.startswith("data: reusing the prepared corpus in ")]
+    assert line.endswith(result.data["prepared_path"]) and "cache [v2]" in line
