@@ -66,6 +66,9 @@ SETS = {
         "deselect": SUBPROCESS_TESTS,
     },
 }
+#: the tests run offline, one thread per process (mutmut runs several at once)
+TEST_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+            "TOKENIZERS_PARALLELISM": "false"}
 #: mutmut's exit codes, grouped: a mutant is killed when the tests fail, time out or crash on it
 KILLED = {1, 3, 36, 37, -24, 24, 152, 255, -11, -9}
 SURVIVED = {0}
@@ -157,8 +160,7 @@ def attempt(workdir: Path, name: str, tests: list[str]) -> int:
     if not mutated.is_dir():
         print(f"no mutants in {workdir}; run the set first", file=sys.stderr)
         return 2
-    env = {**os.environ, "MUTANT_UNDER_TEST": name, "PYTHONPATH": str(mutated), "HF_HUB_OFFLINE": "1",
-           "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, **TEST_ENV, "MUTANT_UNDER_TEST": name, "PYTHONPATH": str(mutated)}
     code = subprocess.call([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
                            cwd=ROOT, env=env)
     print(f"{name}: {'killed' if code == 1 else 'survived' if code == 0 else f'pytest exit code {code}'}")
@@ -200,8 +202,7 @@ def score_interval(killed: int, tested: int) -> str:
 
 def run_mutmut(workdir: Path, names: list[str], max_children: int, quiet: bool = False) -> int:
     """``mutmut run`` in the work folder (all mutants without a result when ``names`` is empty)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-           "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, **TEST_ENV}
     mutmut = Path(sys.executable).with_name("mutmut")
     output = subprocess.DEVNULL if quiet else None
     code = subprocess.call([str(mutmut), "run", "--max-children", str(max_children), *names], cwd=workdir, env=env,

@@ -102,45 +102,29 @@ def test_pad_examples_straight_from_the_tokenizer(wordpiece_tokenizer):
     assert one["input_ids"].tolist() == [rich[0]["input_ids"]] and one["attention_mask"].all()
 
 
-class PadIsOne:
-    """A tokenizer whose pad token has id 1 (as RoBERTa's ``<pad>``)."""
+class WithPadId:
+    """A tokenizer whose pad token id is ``pad_token_id`` (1 as RoBERTa's ``<pad>``; None: no pad token)."""
 
-    def __init__(self, tokenizer) -> None:
+    def __init__(self, tokenizer, pad_token_id) -> None:
         self._tokenizer = tokenizer
+        self.pad_token_id = pad_token_id
 
     def __getattr__(self, name):
         return getattr(self._tokenizer, name)
 
     def __len__(self) -> int:
         return len(self._tokenizer)
-
-    pad_token_id = 1
-
-
-class NoPadToken:
-    """A tokenizer without a pad token: padding uses id 0."""
-
-    def __init__(self, tokenizer) -> None:
-        self._tokenizer = tokenizer
-
-    def __getattr__(self, name):
-        return getattr(self._tokenizer, name)
-
-    def __len__(self) -> int:
-        return len(self._tokenizer)
-
-    pad_token_id = None
     pad_token = None
 
 
 def test_pad_uses_the_pad_token(wordpiece_tokenizer):
-    collator = MaskingCollator(PadIsOne(wordpiece_tokenizer), RandomMasking(), pad_to_multiple_of=None)
+    collator = MaskingCollator(WithPadId(wordpiece_tokenizer, 1), RandomMasking(), pad_to_multiple_of=None)
     batch = collator.pad([{"input_ids": i} for i in _ids(wordpiece_tokenizer)[:2]])
     assert batch["input_ids"][1, -1].item() == 1 and batch["special_tokens_mask"][1, -1].item()
 
 
 def test_pad_without_a_pad_token_uses_id_zero(wordpiece_tokenizer):
-    collator = MaskingCollator(NoPadToken(wordpiece_tokenizer), RandomMasking(), pad_to_multiple_of=None)
+    collator = MaskingCollator(WithPadId(wordpiece_tokenizer, None), RandomMasking(), pad_to_multiple_of=None)
     batch = collator.pad([{"input_ids": i} for i in _ids(wordpiece_tokenizer)[:2]])
     assert batch["input_ids"][1, -1].item() == 0 and batch["attention_mask"][1, -1].item() == 0
 
