@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import importlib.util
+import random
 
+import numpy as np
 import pytest
 
-from mlmkit.data.pos_tagging import REMEMBERED_POS, UNUSED_COMPONENTS, load_pos_pipeline, word_level_pos_rules
+from mlmkit.data.pos_tagging import (
+    REMEMBERED_POS,
+    UNUSED_COMPONENTS,
+    RememberedPos,
+    distinct_rows,
+    load_pos_pipeline,
+    pos_rule_inputs,
+    word_level_pos_rules,
+)
 
 spacy = pytest.importorskip("spacy")
+from spacy.tokens import Doc  # noqa: E402  (after the skip: spaCy is optional)
 
 EXTRA_TEXTS = ["But I do think it is, but not  really.", "There is a cat.\n\nThere are two dogs", "   ", "",
                "Do you? I did! She has had it; they'd gone", "That's the one that I want, this and that."]
@@ -48,6 +59,7 @@ def ruler_with(*patterns):
     ruler = nlp.add_pipe("attribute_ruler")
     for pattern, attrs in patterns:
         ruler.add([pattern], attrs)
+    ruler_with.last_nlp = nlp
     return ruler
 
 
@@ -65,3 +77,67 @@ def test_which_rules_can_be_remembered_per_word():
     assert not word_level_pos_rules(ruler_with(([{"LOWER": "new"}, {"LOWER": "york"}], {"POS": "PROPN"})))
     assert not word_level_pos_rules(ruler_with(([{"DEP": {"NOT_IN": ["det"]}, "TAG": "DT"}], {"POS": "PRON"})))
     assert not word_level_pos_rules(ruler_with(([{"IS_SENT_START": True, "TAG": "UH"}], {"POS": "INTJ"})))
+
+
+def test_what_a_pos_decision_depends_on():
+    ruler = ruler_with(([{"TAG": "NN"}], {"POS": "NOUN"}),
+                       ([{"LOWER": "but", "TAG": "CC"}], {"POS": "CCONJ"}),
+                       ([{"LOWER": {"IN": ["i", "me"]}}], {"POS": "PRON"}),
+                       ([{"TEXT": "US"}], {"POS": "PROPN"}),
+                       ([{"NORM": {"REGEX": "^[0-9]+$"}}], {"POS": "NUM"}),
+                       ([{"NORM": "one"}], {"POS": "NUM"}),
+                       ([{"IS_SPACE": True}], {"POS": "SPACE"}),
+                       ([{"DEP": "expl", "SHAPE": "Xx"}], {"POS": "PRON"}),  # never fires: no parser
+                       ([{"PREFIX": "x"}], {"LEMMA": "x"}))  # sets no POS
+    inputs = pos_rule_inputs(ruler)
+    assert set(inputs) == {"LOWER", "ORTH", "NORM", "IS_SPACE"}
+    assert sorted(inputs["LOWER"]) == ["but", "i", "me"] and inputs["ORTH"] == ["US"]
+    assert inputs["NORM"] is None and inputs["IS_SPACE"] is None  # a regex, a flag: the value itself matters
+
+
+def test_distinct_rows_numbers_rows_as_numpy_unique_does():
+    rng = np.random.default_rng(5)
+    for size in (0, 1, 7, 500):
+        rows = rng.choice(np.array([0, 3, 2**63 + 5, 2**64 - 1], dtype=np.uint64), size=(size, 3))
+        first, inverse = distinct_rows(rows)
+        expected = np.unique(rows, axis=0) if size else rows
+        assert len(first) == len(expected) and len(inverse) == size
+        assert np.array_equal(rows[first][inverse], rows)  # every row is its distinct row
+        assert len({tuple(r) for r in rows[first].tolist()}) == len(first)  # and those are all different
+        assert all(inverse[f] == k and f == np.flatnonzero(inverse == k)[0] for k, f in enumerate(first))
+
+
+@pytest.mark.parametrize("with_regex", [False, True])
+def test_remembered_pos_equals_the_ruler_with_far_fewer_keys_than_words(with_regex):
+    rules = [([{"TAG": "NN"}], {"POS": "NOUN"}),
+             ([{"TAG": "CC", "LOWER": "but"}], {"POS": "CCONJ"}),
+             ([{"LOWER": {"NOT_IN": ["the", "a"]}, "TAG": "DT"}], {"POS": "PRON"}),
+             ([{"LOWER": {"IN": ["i", "me"]}}], {"POS": "PRON"}),
+             ([{"SHAPE": "Xxxx"}], {"POS": "PROPN"}),
+             ([{"IS_SPACE": True}], {"POS": "SPACE"})]
+    if with_regex:  # the word's own form then matters: a key per word and tag
+        rules.append(([{"NORM": {"REGEX": "^[0-9]+$"}}], {"POS": "NUM"}))
+    ruler = ruler_with(*rules)
+    nlp, rng = ruler_with.last_nlp, random.Random(3)
+    pool = ["the", "The", "a", "but", "BUT", "i", "I", "me", "12", "007", "Paris", "Oslo", "cat", "dogs", "  ",
+            *(f"w{n}" for n in range(300))]
+
+    def docs(seed):
+        state = random.Random(seed)
+        for _ in range(40):
+            words = [state.choice(pool) for _ in range(state.randint(0, 30))]
+            doc = Doc(nlp.vocab, words=words)
+            for token in doc:
+                token.tag_ = state.choice(["NN", "DT", "CC", "VB", ""])
+            yield doc
+
+    remembered = RememberedPos(nlp.vocab, ruler)
+    seed = rng.random()
+    expected = [[t.pos_ for t in ruler(doc)] for doc in docs(seed)]
+    got = [[t.pos_ for t in doc] for doc in remembered.pipe(docs(seed), batch_size=7)]
+    assert got == expected and sum(map(len, got)) > 300
+    assert {"NOUN", "CCONJ", "PRON", "PROPN", "SPACE"} <= {tag for doc in got for tag in doc}
+    if with_regex:
+        assert "NUM" in {tag for doc in got for tag in doc}
+    else:  # (5 named lowercase forms or another) x (Xxxx or not) x (space or not) x 5 tags
+        assert 0 < len(remembered.memo) <= 6 * 2 * 2 * 5 < len({w.lower() for w in pool})

@@ -115,45 +115,122 @@ def word_level_pos_rules(ruler: Any) -> bool:
     return True
 
 
+#: lexical attributes whose value is a string: a pattern's equality or IN / NOT_IN test on them only
+#: tells the values it names apart from all others
+STRING_ATTRS = frozenset({"ORTH", "TEXT", "LOWER", "NORM", "SHAPE", "PREFIX", "SUFFIX"})
+
+
+def _named_values(spec: Any) -> list[str] | None:
+    """The strings a test on a string attribute names, or None when it does more than compare (REGEX, ...)."""
+    if isinstance(spec, str):
+        return [spec]
+    if isinstance(spec, dict) and len(spec) == 1 and set(spec) <= {"IN", "NOT_IN"}:
+        values = next(iter(spec.values()))
+        if isinstance(values, list | tuple) and all(isinstance(v, str) for v in values):
+            return list(values)
+    return None
+
+
+def pos_rule_inputs(ruler: Any) -> dict[str, list[str] | None]:
+    """What a token's POS depends on, beyond the tagger's output, under the POS rules of ``ruler``.
+
+    Maps every lexical attribute those rules test to the strings they name (for a string
+    attribute only compared with ``==``, ``IN`` or ``NOT_IN``: every other value behaves alike),
+    or to None (the value itself matters). Call only when :func:`word_level_pos_rules` holds.
+    """
+    inputs: dict[str, list[str] | None] = {}
+    for rule in ruler.patterns:
+        if "POS" not in rule["attrs"]:
+            continue
+        for pattern in rule["patterns"]:
+            if any("DEP" in token and _never_matches_unparsed(token["DEP"]) for token in pattern):
+                continue
+            for attr, spec in pattern[0].items():
+                if attr in TAGGER_ATTRS:
+                    continue
+                attr = "ORTH" if attr == "TEXT" else attr
+                named = _named_values(spec) if attr in STRING_ATTRS else None
+                if attr in inputs and (inputs[attr] is None or named is None):
+                    inputs[attr] = None
+                else:
+                    inputs[attr] = [*inputs.get(attr, []), *named] if named is not None else None
+    return inputs
+
+
 class RememberedPos:
-    """Sets ``token.pos`` as the pipeline's attribute ruler would, remembering it per (word, tagger output).
+    """Sets ``token.pos`` as the pipeline's attribute ruler would, remembering it per key.
 
     The ruler matches patterns over every token of every document, most of the tagging time of a
-    small pipeline. Here, for each batch of documents, the keys not seen before go through the ruler
-    once, as the words of one document (its POS rules look at one word at a time, see
-    :func:`word_level_pos_rules`, so neighbours do not matter), and every token copies its key's
-    answer. Only POS is set (the ruler's lemmas and morphology are not needed).
+    small pipeline. Its POS rules look at one word at a time (see :func:`word_level_pos_rules`), so
+    a token's POS is a function of its key: the tagger's output (tag, POS, morphology) and the
+    lexical attributes the rules test (:func:`pos_rule_inputs`), where a string attribute the rules
+    only compare keeps its value when a rule names it and is one "other" value otherwise. In
+    English that is (lowercase form if named, is-space, tag, ...): a few thousand keys where the
+    words number in the hundreds of thousands. For each batch of documents the keys not seen before
+    go through the ruler once, one token of each, as the words of one document; every token
+    copies its key's answer. Only POS is set (the ruler's lemmas and morphology are not needed).
     """
 
     def __init__(self, vocab: Any, ruler: Any = None) -> None:
         self.vocab = vocab
         self.ruler = ruler
-        self.memo: dict[tuple[int, int, int, int], int] = {}
+        self.memo: dict[tuple[int, ...], int] = {}
+        self._key: tuple[list[str], list[np.ndarray | None]] | None = None
 
     def __call__(self, doc: Any) -> Any:
         return next(iter(self.pipe([doc])))
 
+    def key_attributes(self) -> tuple[list[str], list[np.ndarray | None]]:
+        """The attributes of a token's key, and per attribute the sorted hashes of its named values (or None)."""
+        if self._key is None:
+            inputs = pos_rule_inputs(self.ruler)
+            names = [*sorted(inputs), *sorted(TAGGER_ATTRS)]
+            named = [None if inputs.get(name) is None else
+                     np.unique(np.array([self.vocab.strings.add(v) for v in inputs[name]], dtype=np.uint64))
+                     for name in names]
+            self._key = names, named
+        return self._key
+
+    def keys(self, docs: list[Any]) -> np.ndarray:
+        """The key of every token of ``docs`` (concatenated), one row per token."""
+        from spacy.attrs import IDS  # optional dependency, present whenever a pipeline is
+
+        names, named = self.key_attributes()
+        arrays = [doc.to_array([IDS[name] for name in names]).reshape(-1, len(names)) for doc in docs]
+        rows = np.concatenate(arrays) if arrays else np.zeros((0, len(names)), dtype=np.uint64)
+        rows = rows.astype(np.uint64, copy=True)
+        for column, values in enumerate(named):
+            if values is not None:  # a value no rule names: 0; a named one: 1 + its rank
+                found = np.minimum(np.searchsorted(values, rows[:, column]), max(len(values) - 1, 0))
+                hit = values[found] == rows[:, column] if len(values) else np.zeros(len(rows), dtype=bool)
+                rows[:, column] = np.where(hit, found + 1, 0)
+        return rows
+
     def pipe(self, docs: Any, batch_size: int = 256) -> Any:
         """Tag ``docs`` lazily, ``batch_size`` documents at a time (spaCy's ``nlp.pipe`` calls this)."""
-        from spacy.attrs import MORPH, ORTH, POS, TAG  # optional dependency, present whenever a pipeline is
+        from spacy.attrs import POS  # optional dependency, present whenever a pipeline is
         from spacy.util import minibatch  # optional dependency, as above
 
         memo = self.memo
         for batch in minibatch(docs, batch_size):
-            # keys as arrays: building a Token object per word would cost more than the lookup itself
-            keys = [list(map(tuple, doc.to_array([ORTH, TAG, POS, MORPH]).tolist())) for doc in batch]
-            new: dict[tuple[int, int, int, int], Any] = {}
-            for doc, doc_keys in zip(batch, keys, strict=True):
-                for i, key in enumerate(doc_keys):
-                    if key not in memo and key not in new:
-                        new[key] = doc[i]
+            # keys as arrays, one Python lookup per distinct key of the batch: building a Token object
+            # (or even a tuple) per word would cost more than the lookup itself
+            rows = self.keys(batch)
+            lengths = [len(doc) for doc in batch]
+            first, inverse = distinct_rows(rows)
+            key_tuples = list(map(tuple, rows[first].tolist()))
+            doc_of = np.repeat(np.arange(len(batch)), lengths)
+            starts = np.cumsum(lengths) - lengths
+            new = {key: batch[doc_of[at]][int(at - starts[doc_of[at]])]
+                   for key, at in zip(key_tuples, first.tolist(), strict=True) if key not in memo}
             self._learn(new)
-            for doc, doc_keys in zip(batch, keys, strict=True):
-                if doc_keys:
-                    doc.from_array([POS], np.array([memo[key] for key in doc_keys], dtype=np.uint64)[:, None])
+            values = np.array([memo[key] for key in key_tuples], dtype=np.uint64)[inverse]
+            for doc, start, length in zip(batch, starts.tolist(), lengths, strict=True):
+                if length:
+                    doc.from_array([POS], values[start:start + length, None])
             yield from batch
 
-    def _learn(self, new: dict[tuple[int, int, int, int], Any]) -> None:
+    def _learn(self, new: dict[tuple[int, ...], Any]) -> None:
         """Run the ruler once over one token of each new key, and remember the POS it sets."""
         if not new:
             return
@@ -165,6 +242,24 @@ class RememberedPos:
             word.set_morph(token.morph)
         for key, word in zip(new, self.ruler(words), strict=True):
             self.memo[key] = word.pos
+
+
+def distinct_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first index of every distinct row of a 2-D integer array, and each row's index among them.
+
+    Like ``np.unique(rows, axis=0, return_index=True, return_inverse=True)`` (the order of the
+    distinct rows may differ), but through one-dimensional sorts only, which are much faster:
+    each column is numbered by its own distinct values, and the numbers are combined into one
+    integer per row (exactly: the product of the columns' counts of distinct values bounds it).
+    """
+    combined = np.zeros(len(rows), dtype=np.int64)
+    for column in rows.T:
+        values, numbers = np.unique(column, return_inverse=True)
+        combined = combined * len(values) + numbers.reshape(-1)
+        _, combined = np.unique(combined, return_inverse=True)  # renumber 0..k-1: the product never overflows
+        combined = combined.reshape(-1)
+    _, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
+    return first, inverse.reshape(-1)
 
 
 def _use_remembered_pos(nlp: Any) -> None:

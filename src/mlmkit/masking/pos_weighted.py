@@ -95,6 +95,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -186,6 +187,58 @@ def align_pos_to_tokens(
                 break
         resolved[i] = fill if fill >= 0 else spaces[i]
     return resolved.tolist()
+
+
+def align_pos_batch(
+    texts: Sequence[str], tagged: Sequence[np.ndarray], word_ids: Sequence[Sequence[int | None]],
+    offsets: Sequence[Sequence[tuple[int, int]]],
+) -> list[list[int]]:
+    """:func:`align_pos_to_tokens` for a batch of documents, with the usual case done once for all of them.
+
+    The per-character tables, the whitespace test and the "first character of the span" lookup
+    run over the concatenated texts in a few array operations instead of several per document.
+    A document with a sub-token outside the usual case (a span starting on whitespace, an empty
+    span, a character no spaCy token covers) goes through :func:`align_pos_to_tokens` itself, so the result is the same.
+
+    Args:
+        texts: The documents.
+        tagged: Per document, an ``(n, 3)`` array of ``(start_char, end_char, pos_id)`` of its spaCy tokens.
+        word_ids: Per document, the word index of every sub-token (None for special tokens).
+        offsets: Per document, the ``(start, end)`` character span of every sub-token.
+    """
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    bases = np.cumsum(lengths) - lengths
+    counts = np.fromiter(map(len, word_ids), dtype=np.int64, count=len(word_ids))
+    rows = [np.asarray(t, dtype=np.int64).reshape(-1, 3) for t in tagged]
+    spans = np.concatenate(rows) if rows else np.zeros((0, 3), dtype=np.int64)
+    shift = np.repeat(bases, [len(r) for r in rows])
+    spans = np.stack([spans[:, 0] + shift, spans[:, 1] + shift, spans[:, 2]], axis=1)
+    total_chars = int(lengths.sum())
+    chars = char_pos_table(total_chars, spans)
+    joined = "".join(texts)
+    space = IS_SPACE[np.minimum(np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32), len(IS_SPACE) - 1)]
+    n = int(counts.sum())
+    special = np.fromiter((w is None for doc in word_ids for w in doc), dtype=bool, count=n)
+    flat = np.fromiter(chain.from_iterable(chain.from_iterable(offsets)), dtype=np.int64, count=2 * n).reshape(n, 2)
+    doc_of = np.repeat(np.arange(len(texts)), counts)
+    starts, ends = flat[:, 0], np.minimum(flat[:, 1], lengths[doc_of])
+    scanned = ~special & (starts < ends)
+    first = np.where(scanned, bases[doc_of] + starts, 0)
+    direct = scanned & ~space[first] if total_chars else scanned
+    pos = np.full(n, -1, dtype=np.int64)
+    pos[direct] = chars[first[direct]]
+    unusual = np.zeros(len(texts), dtype=bool)
+    unusual[doc_of[~special & (pos < 0)]] = True  # not direct, or on a character no spaCy token covers
+    values = pos.tolist()
+    out, at = [], 0
+    for i, count in enumerate(counts.tolist()):
+        if unusual[i]:
+            own = chars[bases[i]:bases[i] + lengths[i]]
+            out.append(align_pos_to_tokens(texts[i], own, word_ids[i], offsets[i]))
+        else:
+            out.append(values[at:at + count])
+        at += count
+    return out
 
 
 def spacy_pos_table() -> np.ndarray:
@@ -356,13 +409,14 @@ class PosWeightedMasking(WordMaskingStrategy):
         from spacy.attrs import IDX, LENGTH, POS  # optional dependency: present whenever a pipeline is loaded
 
         pos_table = spacy_pos_table()
-        out: list[list[int]] = []
-        for i, doc in enumerate(self.nlp.pipe(texts, batch_size=self.spacy_batch_size)):
-            # spaCy tokens as arrays: a Token object per word would cost more than the alignment itself
-            start, length, pos = doc.to_array([IDX, LENGTH, POS]).astype(np.int64).reshape(-1, 3).T
-            chars = char_pos_table(len(texts[i]), np.stack([start, start + length, pos_table[pos]], axis=1))
-            out.append(align_pos_to_tokens(texts[i], chars, encodings.word_ids(i), offsets[i]))
-        return {"pos_ids": out, **segmented}
+        # spaCy tokens as arrays: a Token object per word would cost more than the alignment itself
+        raw = [doc.to_array([IDX, LENGTH, POS]).reshape(-1, 3)
+               for doc in self.nlp.pipe(texts, batch_size=self.spacy_batch_size)]
+        start, length, pos = (np.concatenate(raw) if raw else np.zeros((0, 3), np.uint64)).astype(np.int64).T
+        rows = np.stack([start, start + length, pos_table[pos]], axis=1)
+        tagged = np.split(rows, np.cumsum([len(r) for r in raw])[:-1]) if raw else []
+        word_ids = [encodings.word_ids(i) for i in range(len(texts))]
+        return {"pos_ids": align_pos_batch(texts, tagged, word_ids, offsets), **segmented}
 
     # ------------------------------------------------------------------ masking
     def class_weights(self) -> torch.Tensor:
