@@ -1,7 +1,7 @@
 import datasets
 import pytest
 
-from mlmkit.data.packing import pack_blocks, split_eval, tokenize_corpus
+from mlmkit.data.packing import named_output, pack_blocks, split_eval, tokenize_corpus
 from mlmkit.errors import UserError
 
 
@@ -43,3 +43,29 @@ def test_split_eval_sizes_and_errors(wordpiece_tokenizer, corpus):
         split_eval(blocks.select([0]), 0.1, 10, 0)
     with pytest.raises(UserError):
         pack_blocks(_tokenized(wordpiece_tokenizer, corpus[:3]), 1)
+
+
+@pytest.mark.parametrize("num_proc", [None, 2])
+def test_output_to_a_named_file_is_not_fingerprinted_by_hashing_the_function(wordpiece_tokenizer, corpus, tmp_path,
+                                                                              monkeypatch, num_proc):
+    import datasets.arrow_dataset
+
+    texts = datasets.Dataset.from_dict({"text": corpus[:40]})
+    expected = pack_blocks(tokenize_corpus(texts, wordpiece_tokenizer), 16)
+
+    original = datasets.arrow_dataset.update_fingerprint
+
+    def hashing(fingerprint, transform, transform_args):  # map's call passes the function with its arguments
+        if "function" in transform_args:
+            raise AssertionError("the map's function was pickled and hashed for a fingerprint")
+        return original(fingerprint, transform, transform_args)
+
+    monkeypatch.setattr(datasets.arrow_dataset, "update_fingerprint", hashing)
+    tokenized = tokenize_corpus(texts, wordpiece_tokenizer, num_proc=num_proc,
+                                cache_file_name=str(tmp_path / "tokenized.arrow"))
+    blocks = pack_blocks(tokenized, 16, num_proc=num_proc, cache_file_name=str(tmp_path / "blocks.arrow"))
+    assert blocks["input_ids"] == expected["input_ids"] and blocks["word_ids"] == expected["word_ids"]
+    assert named_output(str(tmp_path / "a.arrow")) != named_output(str(tmp_path / "b.arrow"))
+    assert named_output(None) == {}
+    with pytest.raises(AssertionError, match="hashed"):  # unnamed output still gets datasets' own fingerprint
+        tokenize_corpus(texts, wordpiece_tokenizer)

@@ -10,6 +10,7 @@ plus whatever the masking strategy computes once here.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import datasets
@@ -84,7 +85,20 @@ def _map(dataset, fn, num_proc=None, desc=None, cache_file_name=None, **kwargs):
     """``dataset.map(batched=True)`` for both map-style and streamed (iterable) datasets."""
     if isinstance(dataset, datasets.IterableDataset):
         return dataset.map(fn, batched=True, **kwargs)  # lazy: runs as the stream is read
-    return dataset.map(fn, batched=True, num_proc=num_proc, desc=desc, cache_file_name=cache_file_name, **kwargs)
+    return dataset.map(fn, batched=True, num_proc=num_proc, desc=desc, cache_file_name=cache_file_name,
+                       **named_output(cache_file_name), **kwargs)
+
+
+def named_output(cache_file_name: str | None) -> dict[str, str]:
+    """``map`` arguments for output written to a file of the caller's choosing.
+
+    ``datasets`` fingerprints a ``map`` by pickling and hashing the function with everything it
+    holds (the tokenizer, the strategy): most of a second, only to name a cache file. When the
+    caller names the file (a fresh build folder), its path names the result instead.
+    """
+    if cache_file_name is None:
+        return {}
+    return {"new_fingerprint": hashlib.sha256(str(cache_file_name).encode("utf-8")).hexdigest()[:32]}
 
 
 def pack_blocks(tokenized, block_size: int, group_features: tuple[str, ...] = (), num_proc: int | None = None,
@@ -131,7 +145,7 @@ def pack_blocks(tokenized, block_size: int, group_features: tuple[str, ...] = ()
 
     return starts.map(pack_chunk, batched=True, batch_size=1, num_proc=min(num_proc, len(starts)),
                       remove_columns=["chunk_start"], features=tokenized.features, desc="packing blocks",
-                      cache_file_name=cache_file_name)
+                      cache_file_name=cache_file_name, **named_output(cache_file_name))
 
 
 def split_eval(blocks, eval_fraction: float, eval_max_blocks: int, seed: int):
