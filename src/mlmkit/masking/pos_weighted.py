@@ -198,7 +198,8 @@ def align_pos_batch(
     The per-character tables, the whitespace test and the "first character of the span" lookup
     run over the concatenated texts in a few array operations instead of several per document.
     A document with a sub-token outside the usual case (a span starting on whitespace, an empty
-    span, a character no spaCy token covers) goes through :func:`align_pos_to_tokens` itself, so the result is the same.
+    span, a character no spaCy token covers) goes through :func:`align_pos_to_tokens` itself, so
+    the result is the same.
 
     Args:
         texts: The documents.
