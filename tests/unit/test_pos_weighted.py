@@ -117,30 +117,11 @@ def reference_alignment(text, chars, word_ids, offsets):
     return out
 
 
-def test_char_table_and_alignment_match_the_per_character_rule():
-    rng = random.Random(7)
-    alphabet = "ab c\t\u00a0\u3000\u2028é"  # ASCII and Unicode whitespace, a non-ASCII letter
-    for _ in range(2000):
-        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 14)))
-        cuts = sorted(rng.sample(range(len(text) + 1), k=min(len(text) + 1, rng.randint(0, 6))))
-        tagged = [(a, b, rng.choice([DET, NOUN, VERB])) for a, b in zip(cuts[::2], cuts[1::2], strict=False)]
-        chars = char_pos_table(len(text), tagged)
-        expected = [-1] * len(text)
-        for a, b, tag in tagged:
-            expected[a:b] = [tag] * (b - a)
-        assert chars.tolist() == expected
-        count = rng.randint(0, 9)
-        word_ids = [rng.choice([None, 0, 1, 1, 2, 2]) for _ in range(count)]
-        offsets = []
-        for _ in range(count):
-            start = rng.randint(0, len(text) + 1)
-            offsets.append((start, rng.randint(start, len(text) + 2)))
-        assert align_pos_to_tokens(text, chars, word_ids, offsets) == reference_alignment(
-            text, expected, word_ids, offsets), (text, tagged, word_ids, offsets)
-
-
 def random_document(rng):
-    """A text, its spaCy-like tagged spans and sub-tokens with word ids and offsets, some out of the ordinary."""
+    """A text, its spaCy-like tagged spans and sub-tokens with word ids and offsets, some out of the ordinary.
+
+    The text mixes ASCII and Unicode whitespace with a non-ASCII letter.
+    """
     text = "".join(rng.choice("ab c\t\u00a0\u3000\u2028é") for _ in range(rng.randint(0, 14)))
     cuts = sorted(rng.sample(range(len(text) + 1), k=min(len(text) + 1, rng.randint(0, 6))))
     tagged = [(a, b, rng.choice([DET, NOUN, VERB])) for a, b in zip(cuts[::2], cuts[1::2], strict=False)]
@@ -153,6 +134,19 @@ def random_document(rng):
     return text, tagged, word_ids, offsets
 
 
+def test_char_table_and_alignment_match_the_per_character_rule():
+    rng = random.Random(7)
+    for _ in range(2000):
+        text, tagged, word_ids, offsets = random_document(rng)
+        chars = char_pos_table(len(text), tagged)
+        expected = [-1] * len(text)
+        for a, b, tag in tagged:
+            expected[a:b] = [tag] * (b - a)
+        assert chars.tolist() == expected
+        assert align_pos_to_tokens(text, chars, word_ids, offsets) == reference_alignment(
+            text, expected, word_ids, offsets), (text, tagged, word_ids, offsets)
+
+
 def test_batched_alignment_equals_one_document_at_a_time():
     rng = random.Random(11)
     plain = ("ab ba", [(0, 2, NOUN), (3, 5, VERB)], [None, 0, 0, 1, None], [(0, 0), (0, 1), (1, 2), (3, 5), (0, 0)])
@@ -160,7 +154,8 @@ def test_batched_alignment_equals_one_document_at_a_time():
         docs = [random_document(rng) if rng.random() < 0.8 else plain for _ in range(rng.randint(0, 6))]
         texts, tagged, word_ids, offsets = map(list, zip(*docs, strict=True)) if docs else ([], [], [], [])
         expected = [align_pos_to_tokens(t, char_pos_table(len(t), g), w, o) for t, g, w, o in docs]
-        got = align_pos_batch(texts, [np.array(g, dtype=np.int64).reshape(-1, 3) for g in tagged], word_ids, offsets)
+        got = align_pos_batch(texts, np.array([row for g in tagged for row in g], dtype=np.int64),
+                              [len(g) for g in tagged], word_ids, offsets)
         assert got == expected, docs
 
 
@@ -168,7 +163,7 @@ def test_batched_alignment_of_ordinary_documents_needs_no_per_document_pass(monk
     import mlmkit.masking.pos_weighted as module
 
     texts = ["ab ba", "a  b", ""]
-    tagged = [np.array([(0, 2, NOUN), (3, 5, VERB)]), np.array([(0, 1, DET), (3, 4, NOUN)]), np.zeros((0, 3))]
+    tagged, tagged_counts = np.array([(0, 2, NOUN), (3, 5, VERB), (0, 1, DET), (3, 4, NOUN)]), [2, 2, 0]
     word_ids = [[None, 0, 0, 1, None], [None, 0, 1, None], [None, None]]
     offsets = [[(0, 0), (0, 1), (1, 2), (3, 5), (0, 0)], [(0, 0), (0, 1), (3, 4), (0, 0)], [(0, 0), (0, 0)]]
 
@@ -176,11 +171,12 @@ def test_batched_alignment_of_ordinary_documents_needs_no_per_document_pass(monk
         raise AssertionError("an ordinary document went through the per-document alignment")
 
     monkeypatch.setattr(module, "align_pos_to_tokens", not_expected)
-    assert align_pos_batch(texts, tagged, word_ids, offsets) == [[-1, NOUN, NOUN, VERB, -1], [-1, DET, NOUN, -1],
+    assert align_pos_batch(texts, tagged, tagged_counts, word_ids, offsets) == [[-1, NOUN, NOUN, VERB, -1],
+                                                                                [-1, DET, NOUN, -1],
                                                                  [-1, -1]]
     # a sub-token on whitespace does need it
     with pytest.raises(AssertionError, match="per-document"):
-        align_pos_batch(["a b"], [np.array([(0, 1, DET), (2, 3, NOUN)])], [[0, 1]], [[(0, 1), (1, 3)]])
+        align_pos_batch(["a b"], np.array([(0, 1, DET), (2, 3, NOUN)]), [2], [[0, 1]], [[(0, 1), (1, 3)]])
 
 
 def feedback_batch():

@@ -104,15 +104,18 @@ def word_level_pos_rules(ruler: Any) -> bool:
     be computed once per distinct key instead of running the rule matcher over every document.
     Rules that need a dependency label can never match here (the parser is not loaded).
     """
+    return all(len(pattern) == 1 and set(pattern[0]) <= LEXICAL_ATTRS | TAGGER_ATTRS
+               for pattern in _live_pos_patterns(ruler))
+
+
+def _live_pos_patterns(ruler: Any) -> Any:
+    """The patterns of ``ruler``'s POS-setting rules that can fire without a parser."""
     for rule in ruler.patterns:
-        if "POS" not in rule["attrs"]:
-            continue
-        for pattern in rule["patterns"]:
-            if any("DEP" in token and _never_matches_unparsed(token["DEP"]) for token in pattern):
-                continue  # needs a parse: never fires in this pipeline
-            if len(pattern) != 1 or not set(pattern[0]) <= LEXICAL_ATTRS | TAGGER_ATTRS:
-                return False
-    return True
+        if "POS" in rule["attrs"]:
+            for pattern in rule["patterns"]:
+                # a pattern that needs a dependency label never fires in this pipeline
+                if not any("DEP" in token and _never_matches_unparsed(token["DEP"]) for token in pattern):
+                    yield pattern
 
 
 #: lexical attributes whose value is a string: a pattern's equality or IN / NOT_IN test on them only
@@ -139,21 +142,16 @@ def pos_rule_inputs(ruler: Any) -> dict[str, list[str] | None]:
     or to None (the value itself matters). Call only when :func:`word_level_pos_rules` holds.
     """
     inputs: dict[str, list[str] | None] = {}
-    for rule in ruler.patterns:
-        if "POS" not in rule["attrs"]:
-            continue
-        for pattern in rule["patterns"]:
-            if any("DEP" in token and _never_matches_unparsed(token["DEP"]) for token in pattern):
+    for pattern in _live_pos_patterns(ruler):
+        for attr, spec in pattern[0].items():
+            if attr in TAGGER_ATTRS:
                 continue
-            for attr, spec in pattern[0].items():
-                if attr in TAGGER_ATTRS:
-                    continue
-                attr = "ORTH" if attr == "TEXT" else attr
-                named = _named_values(spec) if attr in STRING_ATTRS else None
-                if attr in inputs and (inputs[attr] is None or named is None):
-                    inputs[attr] = None
-                else:
-                    inputs[attr] = [*inputs.get(attr, []), *named] if named is not None else None
+            attr = "ORTH" if attr == "TEXT" else attr
+            named = _named_values(spec) if attr in STRING_ATTRS else None
+            if named is None or (attr in inputs and inputs[attr] is None):
+                inputs[attr] = None
+            else:
+                inputs[attr] = [*inputs.get(attr, []), *named]
     return inputs
 
 
@@ -198,7 +196,7 @@ class RememberedPos:
         names, named = self.key_attributes()
         arrays = [doc.to_array([IDS[name] for name in names]).reshape(-1, len(names)) for doc in docs]
         rows = np.concatenate(arrays) if arrays else np.zeros((0, len(names)), dtype=np.uint64)
-        rows = rows.astype(np.uint64, copy=True)
+        rows = rows.astype(np.uint64, copy=False)  # concatenate made it a new array already
         for column, values in enumerate(named):
             if values is not None:  # a value no rule names: 0; a named one: 1 + its rank
                 found = np.minimum(np.searchsorted(values, rows[:, column]), max(len(values) - 1, 0))

@@ -190,8 +190,8 @@ def align_pos_to_tokens(
 
 
 def align_pos_batch(
-    texts: Sequence[str], tagged: Sequence[np.ndarray], word_ids: Sequence[Sequence[int | None]],
-    offsets: Sequence[Sequence[tuple[int, int]]],
+    texts: Sequence[str], tagged: np.ndarray, tagged_counts: Sequence[int],
+    word_ids: Sequence[Sequence[int | None]], offsets: Sequence[Sequence[tuple[int, int]]],
 ) -> list[list[int]]:
     """:func:`align_pos_to_tokens` for a batch of documents, with the usual case done once for all of them.
 
@@ -203,16 +203,17 @@ def align_pos_batch(
 
     Args:
         texts: The documents.
-        tagged: Per document, an ``(n, 3)`` array of ``(start_char, end_char, pos_id)`` of its spaCy tokens.
+        tagged: ``(start_char, end_char, pos_id)`` of every spaCy token, one row each, the documents'
+            rows one after the other (characters counted within each document).
+        tagged_counts: How many of those rows belong to each document.
         word_ids: Per document, the word index of every sub-token (None for special tokens).
         offsets: Per document, the ``(start, end)`` character span of every sub-token.
     """
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
     bases = np.cumsum(lengths) - lengths
     counts = np.fromiter(map(len, word_ids), dtype=np.int64, count=len(word_ids))
-    rows = [np.asarray(t, dtype=np.int64).reshape(-1, 3) for t in tagged]
-    spans = np.concatenate(rows) if rows else np.zeros((0, 3), dtype=np.int64)
-    shift = np.repeat(bases, [len(r) for r in rows])
+    spans = np.asarray(tagged, dtype=np.int64).reshape(-1, 3)
+    shift = np.repeat(bases, tagged_counts)
     spans = np.stack([spans[:, 0] + shift, spans[:, 1] + shift, spans[:, 2]], axis=1)
     total_chars = int(lengths.sum())
     chars = char_pos_table(total_chars, spans)
@@ -414,10 +415,9 @@ class PosWeightedMasking(WordMaskingStrategy):
         raw = [doc.to_array([IDX, LENGTH, POS]).reshape(-1, 3)
                for doc in self.nlp.pipe(texts, batch_size=self.spacy_batch_size)]
         start, length, pos = (np.concatenate(raw) if raw else np.zeros((0, 3), np.uint64)).astype(np.int64).T
-        rows = np.stack([start, start + length, pos_table[pos]], axis=1)
-        tagged = np.split(rows, np.cumsum([len(r) for r in raw])[:-1]) if raw else []
+        tagged = np.stack([start, start + length, pos_table[pos]], axis=1)
         word_ids = [encodings.word_ids(i) for i in range(len(texts))]
-        return {"pos_ids": align_pos_batch(texts, tagged, word_ids, offsets), **segmented}
+        return {"pos_ids": align_pos_batch(texts, tagged, [len(r) for r in raw], word_ids, offsets), **segmented}
 
     # ------------------------------------------------------------------ masking
     def class_weights(self) -> torch.Tensor:
